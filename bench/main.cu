@@ -1,0 +1,258 @@
+// ctfuse bench: times every path of the op on one problem (the benchmark configuration
+// unless flags say otherwise), validates each result before timing it, and prints a
+// table of medians, rates, % of the floor measured in the same run and ratios.
+//
+//   ctfuse_bench [--N 16 --C_in 64 --C_out 128 --H 128 --W 128 --k 3 --stride 2
+//                 --padding 1 --output_padding 1 --dilation 1 --bias 1] [--runs 50]
+//                [--json FILE]
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <ctime>
+#include <map>
+#include <string>
+#include <vector>
+
+#include <cub/device/device_reduce.cuh>
+
+#include "ctfuse/ctfuse.h"
+#include "reference.h"
+#include "timing.h"
+#ifdef CTFUSE_BENCH_HAVE_CUDNN
+#include "cudnn_convt.h"
+#endif
+
+namespace {
+
+struct Options {
+  ctfuse::ConvTranspose2dParams p;
+  int64_t bias_len = 1;
+  int runs = 50;
+  std::string json;
+};
+
+struct Record {
+  std::string name;
+  bench::Timing t;
+  double gbps = 0, tflops = 0, pct_of_floor = 0;
+  std::string floor_name, note;
+};
+
+Options parse(int argc, char** argv) {
+  Options o;
+  auto& p = o.p;
+  p.N = 16; p.C_in = 64; p.C_out = 128; p.H_in = 128; p.W_in = 128;
+  p.kernel_h = p.kernel_w = 3;
+  p.stride_h = p.stride_w = 2;
+  p.pad_h = p.pad_w = 1;
+  p.output_pad_h = p.output_pad_w = 1;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    auto next = [&]() -> int64_t {
+      if (i + 1 >= argc) { std::fprintf(stderr, "missing value after %s\n", a.c_str()); std::exit(2); }
+      return std::atoll(argv[++i]);
+    };
+    if (a == "--N") p.N = next();
+    else if (a == "--C_in") p.C_in = next();
+    else if (a == "--C_out") p.C_out = next();
+    else if (a == "--H") p.H_in = next();
+    else if (a == "--W") p.W_in = next();
+    else if (a == "--k") p.kernel_h = p.kernel_w = next();
+    else if (a == "--stride") p.stride_h = p.stride_w = next();
+    else if (a == "--padding") p.pad_h = p.pad_w = next();
+    else if (a == "--output_padding") p.output_pad_h = p.output_pad_w = next();
+    else if (a == "--dilation") p.dilation_h = p.dilation_w = next();
+    else if (a == "--bias") o.bias_len = next();
+    else if (a == "--runs") o.runs = static_cast<int>(next());
+    else if (a == "--json") { if (i + 1 >= argc) std::exit(2); o.json = argv[++i]; }
+    else if (a == "--v1") {  // the benchmark's first version
+      p.N = 128; p.C_in = 3; p.C_out = 16; p.H_in = p.W_in = 32; o.bias_len = 16;
+    } else {
+      std::fprintf(stderr, "unknown flag %s\n", a.c_str());
+      std::exit(2);
+    }
+  }
+  return o;
+}
+
+// Deterministic pseudo-random fill on the device (the bench never times zeros).
+__global__ void fill_uniform(float* p, size_t n, uint32_t seed, float lo, float hi) {
+  for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < n; i += size_t(gridDim.x) * blockDim.x) {
+    uint32_t h = uint32_t(i) * 2654435761u ^ seed ^ uint32_t(i >> 32) * 40503u;
+    h ^= h >> 15; h *= 2246822519u; h ^= h >> 13; h *= 3266489917u; h ^= h >> 16;
+    p[i] = lo + (hi - lo) * (h >> 8) * (1.0f / 16777216.0f);
+  }
+}
+
+void fill(float* p, size_t n, uint32_t seed, float lo, float hi) {
+  fill_uniform<<<1024, 256>>>(p, n, seed, lo, hi);
+  BENCH_CUDA_CHECK(cudaGetLastError());
+}
+
+std::string gpu_name() {
+  cudaDeviceProp prop{};
+  int dev = 0;
+  BENCH_CUDA_CHECK(cudaGetDevice(&dev));
+  BENCH_CUDA_CHECK(cudaGetDeviceProperties(&prop, dev));
+  return prop.name;
+}
+
+std::string today() {
+  char buf[32];
+  const std::time_t t = std::time(nullptr);
+  std::strftime(buf, sizeof buf, "%Y-%m-%d", std::gmtime(&t));
+  return buf;
+}
+
+void check(const ctfuse::Status& st, const char* what) {
+  if (!st.ok()) {
+    std::fprintf(stderr, "%s failed: %s (%s)\n", what, st.message, ctfuse::status_code_name(st.code));
+    std::exit(3);
+  }
+}
+
+// Validates the post-op's s against the float64 reference on the y it read.
+bool validate_postop(const float* y_dev, const ctfuse::Tensor4d& d, const float* s_dev) {
+  const size_t ny = size_t(d.n() * d.c() * d.h() * d.w());
+  std::vector<float> y(ny), s(size_t(d.n() * d.w()));
+  BENCH_CUDA_CHECK(cudaMemcpy(y.data(), y_dev, ny * 4, cudaMemcpyDeviceToHost));
+  BENCH_CUDA_CHECK(cudaMemcpy(s.data(), s_dev, s.size() * 4, cudaMemcpyDeviceToHost));
+  const std::vector<double> ref = ctfuse::ref::min_sum(y.data(), d);
+  const double err = ctfuse::ref::normwise_rel_error(s.data(), ref.data(), ref.size());
+  std::printf("validate postop: s normwise relative error %.3g (bound 1e-6)\n", err);
+  return err <= 1e-6;
+}
+
+void write_json(const Options& o, const std::vector<Record>& recs, const std::string& gpu) {
+  FILE* f = std::fopen(o.json.c_str(), "w");
+  if (!f) { std::fprintf(stderr, "cannot write %s\n", o.json.c_str()); std::exit(2); }
+  const auto& p = o.p;
+  std::fprintf(f, "[\n");
+  for (size_t i = 0; i < recs.size(); ++i) {
+    const Record& r = recs[i];
+    std::fprintf(f,
+                 "  {\"name\": \"%s\", \"config\": {\"N\": %lld, \"C_in\": %lld, \"C_out\": %lld, "
+                 "\"H_in\": %lld, \"W_in\": %lld, \"k\": %lld, \"stride\": %lld, \"padding\": %lld, "
+                 "\"output_padding\": %lld, \"dilation\": %lld, \"bias\": %lld}, "
+                 "\"median_us\": %.2f, \"min_us\": %.2f, \"max_us\": %.2f, \"runs\": %d, "
+                 "\"gbps\": %.1f, \"tflops\": %.2f, \"pct_of_floor\": %.1f, \"floor\": \"%s\", "
+                 "\"note\": \"%s\", \"gpu\": \"%s\", \"date\": \"%s\"}%s\n",
+                 r.name.c_str(), (long long)p.N, (long long)p.C_in, (long long)p.C_out,
+                 (long long)p.H_in, (long long)p.W_in, (long long)p.kernel_h, (long long)p.stride_h,
+                 (long long)p.pad_h, (long long)p.output_pad_h, (long long)p.dilation_h,
+                 (long long)o.bias_len, r.t.median_us, r.t.min_us, r.t.max_us, r.t.runs, r.gbps,
+                 r.tflops, r.pct_of_floor, r.floor_name.c_str(), r.note.c_str(), gpu.c_str(),
+                 today().c_str(), i + 1 < recs.size() ? "," : "");
+  }
+  std::fprintf(f, "]\n");
+  std::fclose(f);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const Options o = parse(argc, argv);
+  int ndev = 0;
+  if (cudaGetDeviceCount(&ndev) != cudaSuccess || ndev == 0) {
+    std::fprintf(stderr, "ctfuse_bench: no CUDA device found; the bench needs a GPU.\n");
+    return 1;
+  }
+  const auto& p = o.p;
+  int64_t H = 0, W = 0;
+  check(ctfuse::conv_transpose2d_output_hw(p, &H, &W), "conv_transpose2d_output_hw");
+  const std::string gpu = gpu_name();
+  std::printf("ctfuse bench on %s, %s\n", gpu.c_str(), today().c_str());
+  std::printf("problem: N=%lld C_in=%lld C_out=%lld H_in=%lld W_in=%lld k=%lldx%lld stride=%lld padding=%lld "
+              "output_padding=%lld dilation=%lld bias_len=%lld -> y [%lld, %lld, %lld, %lld]\n",
+              (long long)p.N, (long long)p.C_in, (long long)p.C_out, (long long)p.H_in, (long long)p.W_in,
+              (long long)p.kernel_h, (long long)p.kernel_w, (long long)p.stride_h, (long long)p.pad_h,
+              (long long)p.output_pad_h, (long long)p.dilation_h, (long long)o.bias_len, (long long)p.N,
+              (long long)p.C_out, (long long)H, (long long)W);
+
+  const size_t nx = size_t(p.N * p.C_in * p.H_in * p.W_in);
+  const size_t nw = size_t(p.C_in * p.C_out * p.kernel_h * p.kernel_w);
+  const size_t ny = size_t(p.N * p.C_out * H * W);
+  const size_t ns = size_t(p.N * W), nout = size_t(p.N * o.bias_len * W);
+  float *x, *w, *cb, *bias, *y, *out, *s;
+  BENCH_CUDA_CHECK(cudaMalloc(&x, nx * 4));
+  BENCH_CUDA_CHECK(cudaMalloc(&w, nw * 4));
+  BENCH_CUDA_CHECK(cudaMalloc(&cb, p.C_out * 4));
+  BENCH_CUDA_CHECK(cudaMalloc(&bias, o.bias_len * 4));
+  BENCH_CUDA_CHECK(cudaMalloc(&y, ny * 4));
+  BENCH_CUDA_CHECK(cudaMalloc(&out, nout * 4));
+  BENCH_CUDA_CHECK(cudaMalloc(&s, ns * 4));
+  // The benchmark's data: x ~ U[0,1), PyTorch's default init U(-1/sqrt(fan), 1/sqrt(fan)).
+  const float bound = 1.0f / std::sqrt(float(p.C_out * p.kernel_h * p.kernel_w));
+  fill(x, nx, 1, 0.f, 1.f);
+  fill(w, nw, 2, -bound, bound);
+  fill(cb, p.C_out, 3, -bound, bound);
+  fill(bias, o.bias_len, 4, -1.f, 1.f);
+  fill(y, ny, 5, -1.f, 1.f);  // replaced by a real convolution output where one is available
+  BENCH_CUDA_CHECK(cudaDeviceSynchronize());
+
+  cudaStream_t stream;
+  BENCH_CUDA_CHECK(cudaStreamCreate(&stream));
+  bench::L2Scrub scrub;
+  std::vector<Record> recs;
+  const ctfuse::Tensor4d y_desc = ctfuse::make_nchw(p.N, p.C_out, H, W);
+  const double y_bytes = double(ny) * 4;
+  const double conv_flops = 0;  // filled in by the convolution rows
+
+  // read_roofline: one plain read pass over y (cub::DeviceReduce::Sum).
+  {
+    size_t temp_bytes = 0;
+    float* sum = nullptr;
+    BENCH_CUDA_CHECK(cudaMalloc(&sum, sizeof(float)));
+    BENCH_CUDA_CHECK(cub::DeviceReduce::Sum(nullptr, temp_bytes, y, sum, ny, stream));
+    void* temp = nullptr;
+    BENCH_CUDA_CHECK(cudaMalloc(&temp, temp_bytes));
+    Record r{"read_roofline"};
+    r.t = bench::time_cuda([&](cudaStream_t st) {
+      BENCH_CUDA_CHECK(cub::DeviceReduce::Sum(temp, temp_bytes, y, sum, ny, st));
+    }, stream, scrub, 5, o.runs);
+    r.gbps = y_bytes / r.t.median_us * 1e-3;
+    r.note = "cub::DeviceReduce::Sum over y";
+    recs.push_back(r);
+    cudaFree(temp);
+    cudaFree(sum);
+  }
+  const double read_floor_us = recs.back().t.median_us;
+
+#ifdef CTFUSE_BENCH_HAVE_CUDNN
+  // cuDNN rows are added here (cudnn_convt.h).
+#endif
+
+  // postop: our kernel on y.
+  {
+    check(ctfuse::min_sum_gelu_bias(y, y_desc, bias, o.bias_len, ctfuse::GeluMode::kErf, out, s, stream),
+          "min_sum_gelu_bias");
+    BENCH_CUDA_CHECK(cudaStreamSynchronize(stream));
+    if (!validate_postop(y, y_desc, s)) {
+      std::fprintf(stderr, "postop failed validation; not timed\n");
+      return 4;
+    }
+    Record r{"postop"};
+    r.t = bench::time_cuda([&](cudaStream_t st) {
+      check(ctfuse::min_sum_gelu_bias(y, y_desc, bias, o.bias_len, ctfuse::GeluMode::kErf, out, s, st),
+            "min_sum_gelu_bias");
+    }, stream, scrub, 5, o.runs);
+    r.gbps = y_bytes / r.t.median_us * 1e-3;
+    r.pct_of_floor = 100.0 * read_floor_us / r.t.median_us;
+    r.floor_name = "read_roofline";
+    r.note = "min over C, sum over H, GELU(erf), + bias on NCHW y";
+    recs.push_back(r);
+  }
+  (void)conv_flops;
+
+  std::printf("\n%-28s %10s %10s %10s %9s %9s  %s\n", "name", "median_us", "min_us", "max_us", "GB/s",
+              "TFLOP/s", "% of floor");
+  for (const Record& r : recs) {
+    std::printf("%-28s %10.1f %10.1f %10.1f %9.1f %9.2f  ", r.name.c_str(), r.t.median_us, r.t.min_us,
+                r.t.max_us, r.gbps, r.tflops);
+    if (!r.floor_name.empty()) std::printf("%.1f%% of %s", r.pct_of_floor, r.floor_name.c_str());
+    std::printf("\n");
+  }
+  if (!o.json.empty()) write_json(o, recs, gpu);
+  return 0;
+}

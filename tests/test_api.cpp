@@ -1,0 +1,178 @@
+// CPU tests (run on CI): the shape helper, argument validation of every entry point,
+// and the 4090 limits of every tuning-table entry.
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "ctfuse/ctfuse.h"
+#include "postop_policy.h"
+
+namespace ctfuse {
+namespace {
+
+ConvTranspose2dParams benchmark_params() {
+  ConvTranspose2dParams p;
+  p.N = 16; p.C_in = 64; p.C_out = 128; p.H_in = 128; p.W_in = 128;
+  p.kernel_h = p.kernel_w = 3;
+  p.stride_h = p.stride_w = 2;
+  p.pad_h = p.pad_w = 1;
+  p.output_pad_h = p.output_pad_w = 1;
+  return p;
+}
+
+TEST(Shape, BenchmarkConfiguration) {
+  int64_t H = 0, W = 0;
+  ASSERT_TRUE(conv_transpose2d_output_hw(benchmark_params(), &H, &W).ok());
+  EXPECT_EQ(H, 256);
+  EXPECT_EQ(W, 256);
+}
+
+TEST(Shape, NonSquareDilatedCropping) {
+  ConvTranspose2dParams p;
+  p.H_in = 5; p.W_in = 7;
+  p.kernel_h = 3; p.kernel_w = 2;
+  p.stride_h = 3; p.stride_w = 1;
+  p.pad_h = 2; p.pad_w = 0;
+  p.output_pad_h = 2;
+  p.dilation_h = 1; p.dilation_w = 2;
+  int64_t H = 0, W = 0;
+  ASSERT_TRUE(conv_transpose2d_output_hw(p, &H, &W).ok());
+  EXPECT_EQ(H, (5 - 1) * 3 - 4 + 2 + 2 + 1);  // 13
+  EXPECT_EQ(W, (7 - 1) * 1 + 2 * 1 + 1);      // 9
+}
+
+TEST(Shape, OutputPaddingMayReachDilation) {
+  ConvTranspose2dParams p;
+  p.H_in = p.W_in = 4;
+  p.kernel_h = p.kernel_w = 3;
+  p.dilation_h = p.dilation_w = 3;
+  p.output_pad_h = p.output_pad_w = 2;  // < max(stride 1, dilation 3): PyTorch accepts it
+  EXPECT_TRUE(conv_transpose2d_output_hw(p, nullptr, nullptr).ok());
+}
+
+struct BadParams {
+  const char* what;
+  void (*mutate)(ConvTranspose2dParams&);
+  const char* names;  // the message must mention this
+};
+
+const BadParams kBadParams[] = {
+    {"N = 0", [](ConvTranspose2dParams& p) { p.N = 0; }, "N"},
+    {"C_in < 0", [](ConvTranspose2dParams& p) { p.C_in = -3; }, "C_in"},
+    {"C_out = 0", [](ConvTranspose2dParams& p) { p.C_out = 0; }, "C_out"},
+    {"H_in = 0", [](ConvTranspose2dParams& p) { p.H_in = 0; }, "H_in"},
+    {"W_in < 0", [](ConvTranspose2dParams& p) { p.W_in = -1; }, "W_in"},
+    {"kernel_h = 0", [](ConvTranspose2dParams& p) { p.kernel_h = 0; }, "kernel_h"},
+    {"kernel_w < 0", [](ConvTranspose2dParams& p) { p.kernel_w = -2; }, "kernel_w"},
+    {"stride_h = 0", [](ConvTranspose2dParams& p) { p.stride_h = 0; }, "stride_h"},
+    {"stride_w < 0", [](ConvTranspose2dParams& p) { p.stride_w = -1; }, "stride_w"},
+    {"dilation_h = 0", [](ConvTranspose2dParams& p) { p.dilation_h = 0; }, "dilation_h"},
+    {"dilation_w = 0", [](ConvTranspose2dParams& p) { p.dilation_w = 0; }, "dilation_w"},
+    {"pad_h < 0", [](ConvTranspose2dParams& p) { p.pad_h = -1; }, "pad_h"},
+    {"pad_w < 0", [](ConvTranspose2dParams& p) { p.pad_w = -1; }, "pad_w"},
+    {"output_pad_h = stride", [](ConvTranspose2dParams& p) { p.output_pad_h = 2; }, "output_pad_h"},
+    {"output_pad_w < 0", [](ConvTranspose2dParams& p) { p.output_pad_w = -1; }, "output_pad_w"},
+    {"H_out <= 0", [](ConvTranspose2dParams& p) { p.H_in = 1; p.pad_h = 5; }, "H_out"},
+    {"W_out <= 0", [](ConvTranspose2dParams& p) { p.W_in = 2; p.pad_w = 3; p.kernel_w = 1; }, "W_out"},
+};
+
+TEST(Shape, RejectsEveryBadParameter) {
+  for (const BadParams& b : kBadParams) {
+    SCOPED_TRACE(b.what);
+    ConvTranspose2dParams p = benchmark_params();
+    b.mutate(p);
+    int64_t H = -7, W = -7;
+    const Status st = conv_transpose2d_output_hw(p, &H, &W);
+    EXPECT_EQ(st.code, StatusCode::kInvalidArgument);
+    EXPECT_NE(std::strstr(st.message, b.names), nullptr) << st.message;
+    EXPECT_EQ(H, -7);  // outputs untouched on failure
+    EXPECT_EQ(W, -7);
+  }
+}
+
+// The post-op rejects bad arguments before touching memory, so host buffers can stand
+// in for device ones here: they must come back unchanged.
+class PostOpValidation : public ::testing::Test {
+ protected:
+  std::vector<float> y = std::vector<float>(2 * 3 * 4 * 5, 1.0f);
+  std::vector<float> bias = std::vector<float>(3, 0.5f);
+  std::vector<float> out = std::vector<float>(2 * 3 * 5, -123.0f);
+  std::vector<float> s = std::vector<float>(2 * 5, -456.0f);
+  Tensor4d d = make_nchw(2, 3, 4, 5);
+
+  void expect_rejected(const Status& st, const char* names) {
+    EXPECT_EQ(st.code, StatusCode::kInvalidArgument);
+    EXPECT_NE(std::strstr(st.message, names), nullptr) << st.message;
+    for (float v : out) ASSERT_EQ(v, -123.0f);
+    for (float v : s) ASSERT_EQ(v, -456.0f);
+  }
+  Status call(const float* yp, const Tensor4d& desc, const float* b, int64_t blen, GeluMode g,
+              float* o, float* sp) {
+    return min_sum_gelu_bias(yp, desc, b, blen, g, o, sp, nullptr);
+  }
+};
+
+TEST_F(PostOpValidation, NullPointers) {
+  expect_rejected(call(nullptr, d, bias.data(), 3, GeluMode::kErf, out.data(), s.data()), "y is null");
+  expect_rejected(call(y.data(), d, nullptr, 3, GeluMode::kErf, out.data(), s.data()), "bias is null");
+  expect_rejected(call(y.data(), d, bias.data(), 3, GeluMode::kErf, nullptr, s.data()), "out is null");
+}
+
+TEST_F(PostOpValidation, BadSizesAndStrides) {
+  for (int dim = 0; dim < 4; ++dim) {
+    Tensor4d bad = d;
+    bad.size[dim] = dim % 2 ? 0 : -1;
+    expect_rejected(call(y.data(), bad, bias.data(), 3, GeluMode::kErf, out.data(), s.data()), "y_desc.size");
+  }
+  Tensor4d neg = d;
+  neg.stride[2] = -5;
+  expect_rejected(call(y.data(), neg, bias.data(), 3, GeluMode::kErf, out.data(), s.data()), "y_desc.stride");
+  Tensor4d overlap = d;
+  overlap.stride[1] = 1;  // C and W both step by one element
+  expect_rejected(call(y.data(), overlap, bias.data(), 3, GeluMode::kErf, out.data(), s.data()), "overlap");
+  Tensor4d huge = d;
+  huge.stride[0] = int64_t{1} << 62;
+  expect_rejected(call(y.data(), huge, bias.data(), 3, GeluMode::kErf, out.data(), s.data()), "y_desc");
+}
+
+TEST_F(PostOpValidation, BadBiasGeluAndAlignment) {
+  expect_rejected(call(y.data(), d, bias.data(), 0, GeluMode::kErf, out.data(), s.data()), "bias_len");
+  expect_rejected(call(y.data(), d, bias.data(), 3, static_cast<GeluMode>(7), out.data(), s.data()), "gelu");
+  const float* misaligned = reinterpret_cast<const float*>(reinterpret_cast<const char*>(y.data()) + 2);
+  expect_rejected(call(misaligned, d, bias.data(), 3, GeluMode::kErf, out.data(), s.data()), "aligned");
+}
+
+TEST(Status, CodeNames) {
+  EXPECT_STREQ(status_code_name(StatusCode::kSuccess), "success");
+  EXPECT_STREQ(status_code_name(StatusCode::kInvalidArgument), "invalid argument");
+  EXPECT_STREQ(status_code_name(StatusCode::kUnsupported), "unsupported");
+  EXPECT_STREQ(status_code_name(StatusCode::kCudaError), "CUDA error");
+}
+
+// Every tuning entry must fit the RTX 4090 (sm_89): <= 99 KB shared memory per block,
+// <= 1024 threads per block, and at least one block resident within 100 KB and 1536
+// threads per SM.
+constexpr size_t k4090SmemPerBlock = 99 * 1024;
+constexpr int k4090ThreadsPerSm = 1536;
+
+template <typename P>
+void expect_fits_4090(const char* name) {
+  SCOPED_TRACE(name);
+  EXPECT_LE(P::smem_bytes(), k4090SmemPerBlock);
+  EXPECT_LE(P::threads(), 1024);
+  EXPECT_LE(P::threads(), k4090ThreadsPerSm);
+  EXPECT_EQ(P::threads() % 32, 0);
+}
+
+TEST(TuningTable, PostOpFits4090) {
+  expect_fits_4090<PostOpW4>("PostOpW4");
+  expect_fits_4090<PostOpW1>("PostOpW1");
+  expect_fits_4090<PostOpC4>("PostOpC4");
+  expect_fits_4090<PostOpC1>("PostOpC1");
+  EXPECT_EQ(PostOpW4::tile_w() * 4, 128) << "one W4 row of a tile should be one 128-byte line";
+}
+
+}  // namespace
+}  // namespace ctfuse
