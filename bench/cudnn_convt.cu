@@ -5,6 +5,7 @@
 #include "cudnn_convt.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -604,6 +605,10 @@ std::string CudnnConvTranspose::Impl::search_graph(const float* x, const float* 
     int64_t got = 0;
     RET_CUDNN(cudnnBackendGetAttribute(heur.get(), CUDNN_ATTR_ENGINEHEUR_RESULTS,
                                        CUDNN_TYPE_BACKEND_DESCRIPTOR, count, &got, raw.data()));
+    if (got <= 0)
+      heur_log += std::string(heur_log.empty() ? "" : "; ") + "heuristics mode " +
+                  std::to_string(int(mode)) + ": 0 of " + std::to_string(count) + " results";
+    got = std::min(got, count);
 
     for (int64_t i = 0; i < got; ++i) {
       if (int(ok.size()) >= max_ok || attempts >= max_attempts) break;
@@ -988,7 +993,10 @@ std::vector<CudnnCandidate> search_cudnn_convt(const ctfuse::ConvTranspose2dPara
       std::fprintf(stderr, "cudnn search: %s, %s API, %s ...\n", to_string(cfg.layout),
                    to_string(cfg.api), to_string(cfg.bias));
     std::string err;
+    const auto t0 = std::chrono::steady_clock::now();
     auto conv = CudnnConvTranspose::create(p, cfg, xx, ww, bb, yy, ws.p, stream, &err);
+    cand.search_s =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     if (!conv) {
       cand.error = err;
       continue;
@@ -1080,15 +1088,21 @@ int fastest_cudnn_candidate(const std::vector<CudnnCandidate>& candidates, bool 
 
 std::string format_cudnn_candidates(const std::vector<CudnnCandidate>& candidates) {
   std::string s;
-  char buf[128];
+  char buf[192];
   for (const auto& c : candidates) {
     if (c.ok) {
-      std::snprintf(buf, sizeof(buf), "ok   %9.1f us (min %.1f, %d runs, %d choices, rel diff %.1e)  ",
-                    c.timing.median_us, c.timing.min_us, c.timing.runs, c.num_choices, c.rel_diff);
+      std::snprintf(buf, sizeof(buf),
+                    "ok   %9.1f us (min %.1f, %d runs; %d choices searched in %.1f s; rel diff "
+                    "%.1e)  ",
+                    c.timing.median_us, c.timing.min_us, c.timing.runs, c.num_choices,
+                    c.search_s, c.rel_diff);
       s += buf + c.description + "\n";
     } else {
-      s += std::string("FAIL ") + to_string(c.config.layout) + ", " + to_string(c.config.api) +
-           " API, " + to_string(c.config.bias) + ": " + c.error + "\n";
+      // create()'s errors already start with the configuration.
+      const std::string cfg = std::string(to_string(c.config.layout)) + ", " +
+                              to_string(c.config.api) + " API, " + to_string(c.config.bias);
+      s += "FAIL " + (c.error.compare(0, cfg.size(), cfg) == 0 ? c.error : cfg + ": " + c.error) +
+           "\n";
     }
   }
   return s;

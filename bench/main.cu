@@ -124,6 +124,66 @@ bool validate_postop(const float* y_dev, const ctfuse::Tensor4d& d, const float*
   return err <= 1e-6;
 }
 
+// Multiply-adds of the transposed convolution that land inside y, times 2.
+double conv_flops(const ctfuse::ConvTranspose2dParams& p) {
+  int64_t H = 0, W = 0;
+  ctfuse::conv_transpose2d_output_hw(p, &H, &W);
+  auto taps_1d = [](int64_t in, int64_t out, int64_t k, int64_t s, int64_t pad, int64_t d) {
+    int64_t count = 0;
+    for (int64_t kk = 0; kk < k; ++kk)
+      for (int64_t i = 0; i < in; ++i) {
+        const int64_t o = i * s - pad + kk * d;
+        count += o >= 0 && o < out;
+      }
+    return double(count);
+  };
+  return 2.0 * double(p.N) * p.C_in * p.C_out * taps_1d(p.H_in, H, p.kernel_h, p.stride_h, p.pad_h, p.dilation_h) *
+         taps_1d(p.W_in, W, p.kernel_w, p.stride_w, p.pad_w, p.dilation_w);
+}
+
+// The problem restricted to image 0, with its inputs copied to the host.
+struct Image0 {
+  ctfuse::ConvTranspose2dParams p;
+  std::vector<float> x, w, cb;
+};
+Image0 image0(const ctfuse::ConvTranspose2dParams& full, const float* x, const float* w, const float* cb) {
+  Image0 i;
+  i.p = full;
+  i.p.N = 1;
+  i.x.resize(size_t(full.C_in * full.H_in * full.W_in));
+  i.w.resize(size_t(full.C_in * full.C_out * full.kernel_h * full.kernel_w));
+  i.cb.resize(size_t(full.C_out));
+  BENCH_CUDA_CHECK(cudaMemcpy(i.x.data(), x, i.x.size() * 4, cudaMemcpyDeviceToHost));
+  BENCH_CUDA_CHECK(cudaMemcpy(i.w.data(), w, i.w.size() * 4, cudaMemcpyDeviceToHost));
+  BENCH_CUDA_CHECK(cudaMemcpy(i.cb.data(), cb, i.cb.size() * 4, cudaMemcpyDeviceToHost));
+  return i;
+}
+
+bool validate_conv_image0(const ctfuse::ConvTranspose2dParams& p, const float* x, const float* w, const float* cb,
+                          const float* y_dev, double tol) {
+  const Image0 i = image0(p, x, w, cb);
+  const std::vector<double> ref = ctfuse::ref::conv_transpose2d(i.p, i.x.data(), i.w.data(), i.cb.data());
+  std::vector<float> y(ref.size());
+  BENCH_CUDA_CHECK(cudaMemcpy(y.data(), y_dev, y.size() * 4, cudaMemcpyDeviceToHost));
+  const double err = ctfuse::ref::normwise_rel_error(y.data(), ref.data(), ref.size());
+  std::printf("validate conv (image 0): y normwise relative error %.3g (bound %.0e)\n", err, tol);
+  return err <= tol;
+}
+
+bool validate_forward_image0(const ctfuse::ConvTranspose2dParams& p, const float* x, const float* w, const float* cb,
+                             const float* s_dev, double tol, const char* name) {
+  const Image0 i = image0(p, x, w, cb);
+  int64_t H = 0, W = 0;
+  ctfuse::conv_transpose2d_output_hw(p, &H, &W);
+  const std::vector<double> y = ctfuse::ref::conv_transpose2d(i.p, i.x.data(), i.w.data(), i.cb.data());
+  const std::vector<double> ref = ctfuse::ref::min_sum(y.data(), 1, p.C_out, H, W);
+  std::vector<float> s(ref.size());
+  BENCH_CUDA_CHECK(cudaMemcpy(s.data(), s_dev, s.size() * 4, cudaMemcpyDeviceToHost));
+  const double err = ctfuse::ref::normwise_rel_error(s.data(), ref.data(), ref.size());
+  std::printf("validate %s (image 0): s normwise relative error %.3g (bound %.0e)\n", name, err, tol);
+  return err <= tol;
+}
+
 void write_json(const Options& o, const std::vector<Record>& recs, const std::string& gpu) {
   FILE* f = std::fopen(o.json.c_str(), "w");
   if (!f) { std::fprintf(stderr, "cannot write %s\n", o.json.c_str()); std::exit(2); }
@@ -197,7 +257,15 @@ int main(int argc, char** argv) {
   std::vector<Record> recs;
   const ctfuse::Tensor4d y_desc = ctfuse::make_nchw(p.N, p.C_out, H, W);
   const double y_bytes = double(ny) * 4;
-  const double conv_flops = 0;  // filled in by the convolution rows
+  const double flops = conv_flops(p);
+  const double kGemmRate = 214e12, kPeakRate = 318.6e12;  // SPEC.md: CUTLASS mma.sync TF32, mma.sync peak
+  std::printf("convolution: %.2f GFLOP (taps that land inside y only)\n", flops * 1e-9);
+  auto time_row = [&](const std::string& name, auto&& fn) {
+    Record r{name};
+    r.t = bench::time_cuda(fn, stream, scrub, 5, o.runs);
+    if (flops > 0) r.tflops = flops / r.t.median_us * 1e-6;
+    return r;
+  };
 
   // read_roofline: one plain read pass over y (cub::DeviceReduce::Sum).
   {
@@ -207,10 +275,10 @@ int main(int argc, char** argv) {
     BENCH_CUDA_CHECK(cub::DeviceReduce::Sum(nullptr, temp_bytes, y, sum, ny, stream));
     void* temp = nullptr;
     BENCH_CUDA_CHECK(cudaMalloc(&temp, temp_bytes));
-    Record r{"read_roofline"};
-    r.t = bench::time_cuda([&](cudaStream_t st) {
+    Record r = time_row("read_roofline", [&](cudaStream_t st) {
       BENCH_CUDA_CHECK(cub::DeviceReduce::Sum(temp, temp_bytes, y, sum, ny, st));
-    }, stream, scrub, 5, o.runs);
+    });
+    r.tflops = 0;
     r.gbps = y_bytes / r.t.median_us * 1e-3;
     r.note = "cub::DeviceReduce::Sum over y";
     recs.push_back(r);
@@ -218,12 +286,41 @@ int main(int argc, char** argv) {
     cudaFree(sum);
   }
   const double read_floor_us = recs.back().t.median_us;
+  {
+    Record r = time_row("write_roofline", [&](cudaStream_t st) {
+      BENCH_CUDA_CHECK(cudaMemsetAsync(y, 0, ny * 4, st));
+    });
+    r.tflops = 0;
+    r.gbps = y_bytes / r.t.median_us * 1e-3;
+    r.note = "cudaMemsetAsync of y";
+    recs.push_back(r);
+  }
+  const double write_floor_us = recs.back().t.median_us;
 
-#ifdef CTFUSE_BENCH_HAVE_CUDNN
-  // cuDNN rows are added here (cudnn_convt.h).
-#endif
+  // Our convolution, both math modes (y NCHW), validated on image 0 first.
+  for (ctfuse::MathMode math : {ctfuse::MathMode::kTF32, ctfuse::MathMode::kFP32}) {
+    const bool tf32 = math == ctfuse::MathMode::kTF32;
+    size_t ws_bytes = 0;
+    check(ctfuse::conv_transpose2d_workspace_size(p, math, &ws_bytes), "conv_transpose2d_workspace_size");
+    void* ws = nullptr;
+    BENCH_CUDA_CHECK(cudaMalloc(&ws, ws_bytes));
+    auto run = [&](cudaStream_t st) {
+      check(ctfuse::conv_transpose2d(p, x, w, cb, y, math, ws, ws_bytes, st), "conv_transpose2d");
+    };
+    run(stream);
+    BENCH_CUDA_CHECK(cudaStreamSynchronize(stream));
+    if (!validate_conv_image0(p, x, w, cb, y, tf32 ? 2e-3 : 2e-6)) return 4;
+    Record r = time_row(tf32 ? "convt_tf32" : "convt_fp32", run);
+    r.gbps = y_bytes / r.t.median_us * 1e-3;
+    r.pct_of_floor = 100.0 * write_floor_us / r.t.median_us;
+    r.floor_name = "write_roofline";
+    r.note = tf32 ? "ctfuse conv_transpose2d, TF32 mma.sync, writes y NCHW"
+                  : "ctfuse conv_transpose2d, 3xTF32 (FP32-accurate), writes y NCHW";
+    recs.push_back(r);
+    cudaFree(ws);
+  }
 
-  // postop: our kernel on y.
+  // postop: our kernel on y (y now holds a real convolution output).
   {
     check(ctfuse::min_sum_gelu_bias(y, y_desc, bias, o.bias_len, ctfuse::GeluMode::kErf, out, s, stream),
           "min_sum_gelu_bias");
@@ -232,18 +329,53 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "postop failed validation; not timed\n");
       return 4;
     }
-    Record r{"postop"};
-    r.t = bench::time_cuda([&](cudaStream_t st) {
+    Record r = time_row("postop", [&](cudaStream_t st) {
       check(ctfuse::min_sum_gelu_bias(y, y_desc, bias, o.bias_len, ctfuse::GeluMode::kErf, out, s, st),
             "min_sum_gelu_bias");
-    }, stream, scrub, 5, o.runs);
+    });
+    r.tflops = 0;
     r.gbps = y_bytes / r.t.median_us * 1e-3;
     r.pct_of_floor = 100.0 * read_floor_us / r.t.median_us;
     r.floor_name = "read_roofline";
     r.note = "min over C, sum over H, GELU(erf), + bias on NCHW y";
     recs.push_back(r);
   }
-  (void)conv_flops;
+
+  // The whole op: fused (y never stored) in both math modes, and our unfused path.
+  struct FwdRow { const char* name; ctfuse::MathMode math; ctfuse::Path path; const char* note; };
+  const FwdRow fwd_rows[] = {
+      {"fused_tf32", ctfuse::MathMode::kTF32, ctfuse::Path::kFused, "ctfuse forward, fused, TF32"},
+      {"fused_fp32", ctfuse::MathMode::kFP32, ctfuse::Path::kFused, "ctfuse forward, fused, 3xTF32"},
+      {"unfused_tf32", ctfuse::MathMode::kTF32, ctfuse::Path::kUnfused, "ctfuse conv (TF32) + ctfuse postop"},
+  };
+  for (const FwdRow& fr : fwd_rows) {
+    const ctfuse::ForwardOptions fo{fr.math, ctfuse::GeluMode::kErf, fr.path};
+    size_t ws_bytes = 0;
+    check(ctfuse::forward_workspace_size(p, o.bias_len, fo, &ws_bytes), "forward_workspace_size");
+    void* ws = nullptr;
+    if (cudaMalloc(&ws, ws_bytes) != cudaSuccess) {
+      cudaGetLastError();
+      std::printf("%s: skipped, its %.1f GB workspace does not fit\n", fr.name, ws_bytes * 1e-9);
+      continue;
+    }
+    auto run = [&](cudaStream_t st) {
+      check(ctfuse::forward(p, x, w, cb, bias, o.bias_len, fo, out, s, ws, ws_bytes, st), "forward");
+    };
+    run(stream);
+    BENCH_CUDA_CHECK(cudaStreamSynchronize(stream));
+    if (!validate_forward_image0(p, x, w, cb, s, fr.math == ctfuse::MathMode::kTF32 ? 1e-4 : 1e-6, fr.name))
+      return 4;
+    Record r = time_row(fr.name, run);
+    r.pct_of_floor = 100.0 * (flops / kGemmRate * 1e6) / r.t.median_us;
+    r.floor_name = "38.65 GFLOP at CUTLASS's 214 TFLOP/s (SPEC.md)";
+    char note[256];
+    std::snprintf(note, sizeof note, "%s; %.1f%% of 214 TFLOP/s mma.sync GEMM, %.1f%% of 318.6 peak", fr.note,
+                  100.0 * r.tflops * 1e12 / kGemmRate, 100.0 * r.tflops * 1e12 / kPeakRate);
+    r.note = note;
+    recs.push_back(r);
+    cudaFree(ws);
+  }
+  (void)bound;
 
   std::printf("\n%-28s %10s %10s %10s %9s %9s  %s\n", "name", "median_us", "min_us", "max_us", "GB/s",
               "TFLOP/s", "% of floor");

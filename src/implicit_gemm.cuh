@@ -145,7 +145,9 @@ struct Mainloop {
 #pragma unroll
     for (int k8 = 0; k8 < P::BK; k8 += 8) {
       uint32_t a[MI][4], b[NJ][2];
-      [[maybe_unused]] uint32_t a_lo[MI][4], b_lo[NJ][2];  // FP32 mode: small parts
+      // FP32 mode (3xTF32): a = a_big + a_lo, w = b + b_lo, acc += a_lo*b + a_mid*b_lo + a*b,
+      // where a_mid = a_big except 0 for a non-finite a (inf * a zero b_lo would be NaN).
+      [[maybe_unused]] uint32_t a_lo[MI][4], a_mid[MI][4], b_lo[NJ][2];
 #pragma unroll
       for (int p = 0; p < MI / 2; ++p) {
         const float4 k0 = *reinterpret_cast<const float4*>(a_s + (k8 + L.t) * P::A_STRIDE + L.wm0 + 32 * p + 4 * L.g);
@@ -155,9 +157,13 @@ struct Mainloop {
         for (int s = 0; s < 2; ++s)
 #pragma unroll
           for (int r = 0; r < 4; ++r) {
-            a[2 * p + s][r] = ptx::tf32_round(v[s][r]);
-            if constexpr (kMath == MathMode::kFP32)
-              a_lo[2 * p + s][r] = ptx::tf32_round(v[s][r] - __uint_as_float(a[2 * p + s][r]));
+            const uint32_t big = ptx::tf32_round(v[s][r]);
+            a[2 * p + s][r] = big;
+            if constexpr (kMath == MathMode::kFP32) {
+              const bool finite = isfinite(v[s][r]);
+              a_lo[2 * p + s][r] = finite ? ptx::tf32_round(v[s][r] - __uint_as_float(big)) : 0u;
+              a_mid[2 * p + s][r] = finite ? big : 0u;
+            }
           }
       }
 #pragma unroll
@@ -180,7 +186,7 @@ struct Mainloop {
         for (int j = 0; j < NJ; ++j) {
           if constexpr (kMath == MathMode::kFP32) {  // 3xTF32: small terms first
             ptx::mma_tf32(acc[i][j], a_lo[i], b[j]);
-            ptx::mma_tf32(acc[i][j], a[i], b_lo[j]);
+            ptx::mma_tf32(acc[i][j], a_mid[i], b_lo[j]);
           }
           ptx::mma_tf32(acc[i][j], a[i], b[j]);
         }
@@ -199,7 +205,7 @@ struct ConvTArgs {
 //   struct E { struct Params; struct Shared;
 //     __device__ E(const Params&, Shared&, const ConvTArgs&, int n, int tile_h, int tile_w);
 //     __device__ void consume(const Accumulators<P>&, const AccLayout<P>&, int rho_h, int rho_w, int n_tile);
-//     __device__ void phase_done(int rho_h, int rho_w);   // every channel tile of the phase consumed
+//     __device__ void phase_done(const AccLayout<P>&, int rho_h, int rho_w);  // all channel tiles consumed
 //     __device__ void column_done(int rho_w); };          // every phase with this rho_w done
 template <typename P, MathMode kMath, typename Epilogue>
 __global__ void __launch_bounds__(P::kThreads, 1)
@@ -255,7 +261,7 @@ __global__ void __launch_bounds__(P::kThreads, 1)
           }
           epi.consume(acc, L, rho_h, rho_w, n_tile);
         }
-        epi.phase_done(rho_h, rho_w);
+        epi.phase_done(L, rho_h, rho_w);
       }
       epi.column_done(rho_w);
     }

@@ -1,0 +1,158 @@
+// The two epilogues of the implicit-GEMM mainloop. Both see the accumulators only
+// through AccLayout (which pixel and channel each register holds), so a different
+// mainloop (e.g. Hopper wgmma) can feed them unchanged.
+#pragma once
+
+#include <cstdint>
+
+#include "implicit_gemm.cuh"
+#include "reduce_ops.cuh"
+
+namespace ctfuse {
+
+// Output pixel of tile pixel m in phase (rho_h, rho_w); false when outside y.
+template <typename P>
+__device__ __forceinline__ bool output_pixel(const ConvTGeometry& g, int qh0, int qw0, int m, int rho_h,
+                                             int rho_w, int* oh, int* ow) {
+  *oh = (qh0 + m / P::MW) * g.stride_h + rho_h;
+  *ow = (qw0 + m % P::MW) * g.stride_w + rho_w;
+  return *oh < g.H_out && *ow < g.W_out;
+}
+
+// y = acc + conv_bias, stored NCHW.
+template <typename P>
+struct StoreEpilogue {
+  struct Params {
+    const float* conv_bias;  // [C_out] or null
+    float* y;                // [N, C_out, H_out, W_out]
+  };
+  struct Shared {};
+
+  const Params& p;
+  const ConvTGeometry& g;
+  int n, qh0, qw0;
+
+  __device__ StoreEpilogue(const Params& params, Shared&, const ConvTArgs& a, int n_, int tile_h, int tile_w)
+      : p(params), g(a.g), n(n_), qh0(tile_h * P::MH), qw0(tile_w * P::MW) {}
+
+  __device__ void consume(const Accumulators<P>& acc, const AccLayout<P>& L, int rho_h, int rho_w, int n_tile) {
+    const int64_t plane = int64_t(g.H_out) * g.W_out;
+#pragma unroll
+    for (int j = 0; j < AccLayout<P>::NJ; ++j)
+#pragma unroll
+      for (int vc = 0; vc < 2; ++vc) {
+        const int co = n_tile * P::BN + L.channel(j, vc);
+        if (co >= g.C_out) continue;
+        const float bias = p.conv_bias ? __ldg(p.conv_bias + co) : 0.f;
+        float* y_c = p.y + (int64_t(n) * g.C_out + co) * plane;
+#pragma unroll
+        for (int i = 0; i < AccLayout<P>::MI; ++i)
+#pragma unroll
+          for (int vr = 0; vr < 2; ++vr) {
+            int oh, ow;
+            if (output_pixel<P>(g, qh0, qw0, L.pixel(i, 2 * vr), rho_h, rho_w, &oh, &ow))
+              y_c[int64_t(oh) * g.W_out + ow] = acc[i][j][2 * vr + vc] + bias;
+          }
+      }
+  }
+  __device__ void phase_done(const AccLayout<P>&, int, int) {}
+  __device__ void column_done(int) {}
+};
+
+// The fused op's epilogue: per output pixel min over all channels of (acc + conv_bias),
+// then per output column the sum of those minima over the block's rows, in a fixed
+// order, written as one partial per (n, block row, ow). y never leaves registers.
+template <typename P>
+struct MinSumEpilogue {
+  struct Params {
+    const float* conv_bias;  // [C_out] or null
+    double* partial;         // [N, tiles_h, W_out]
+  };
+  struct Shared {
+    float warp_min[P::WARPS_N][P::BM];
+    double col_sum[P::MW];
+  };
+  static constexpr int MI = AccLayout<P>::MI;
+
+  const Params& p;
+  Shared& sh;
+  const ConvTGeometry& g;
+  int n, tile_h, tiles_h, qh0, qw0;
+  float run_min[MI][2];  // running minimum of this thread's pixels over channel tiles
+
+  __device__ MinSumEpilogue(const Params& params, Shared& shared, const ConvTArgs& a, int n_, int tile_h_,
+                            int tile_w)
+      : p(params), sh(shared), g(a.g), n(n_), tile_h(tile_h_), tiles_h(a.tiles_h), qh0(tile_h_ * P::MH),
+        qw0(tile_w * P::MW) {
+    reset_min();
+    for (int c = threadIdx.x; c < P::MW; c += P::kThreads) sh.col_sum[c] = 0.0;
+  }
+
+  __device__ void reset_min() {
+#pragma unroll
+    for (int i = 0; i < MI; ++i) run_min[i][0] = run_min[i][1] = __int_as_float(0x7f800000);  // +inf
+  }
+
+  __device__ void consume(const Accumulators<P>& acc, const AccLayout<P>& L, int, int, int n_tile) {
+    // Min over this thread's channels, then over the 4 lanes sharing its pixels.
+#pragma unroll
+    for (int j = 0; j < AccLayout<P>::NJ; ++j)
+#pragma unroll
+      for (int vc = 0; vc < 2; ++vc) {
+        const int co = n_tile * P::BN + L.channel(j, vc);
+        if (co >= g.C_out) continue;
+        const float bias = p.conv_bias ? __ldg(p.conv_bias + co) : 0.f;
+#pragma unroll
+        for (int i = 0; i < MI; ++i)
+#pragma unroll
+          for (int vr = 0; vr < 2; ++vr) run_min[i][vr] = nan_min(run_min[i][vr], acc[i][j][2 * vr + vc] + bias);
+      }
+#pragma unroll
+    for (int i = 0; i < MI; ++i)
+#pragma unroll
+      for (int vr = 0; vr < 2; ++vr) {
+        float m = run_min[i][vr];
+        m = nan_min(m, __shfl_xor_sync(0xffffffffu, m, 1));
+        m = nan_min(m, __shfl_xor_sync(0xffffffffu, m, 2));
+        run_min[i][vr] = m;
+      }
+  }
+
+  __device__ void phase_done(const AccLayout<P>& L, int rho_h, int rho_w) {
+    if (L.t == 0) {
+#pragma unroll
+      for (int i = 0; i < MI; ++i)
+#pragma unroll
+        for (int vr = 0; vr < 2; ++vr) sh.warp_min[L.warp_n()][L.pixel(i, 2 * vr)] = run_min[i][vr];
+    }
+    reset_min();
+    __syncthreads();
+    // One thread per tile column: min over the warps' channel slices, sum over the
+    // tile's rows in row order.
+    for (int c = threadIdx.x; c < P::MW; c += P::kThreads) {
+      double sum = sh.col_sum[c];
+      for (int r = 0; r < P::MH; ++r) {
+        const int m = r * P::MW + c;
+        int oh, ow;
+        if (!output_pixel<P>(g, qh0, qw0, m, rho_h, rho_w, &oh, &ow)) continue;
+        float v = sh.warp_min[0][m];
+#pragma unroll
+        for (int wn = 1; wn < P::WARPS_N; ++wn) v = nan_min(v, sh.warp_min[wn][m]);
+        sum += v;
+      }
+      sh.col_sum[c] = sum;
+    }
+    __syncthreads();
+  }
+
+  __device__ void column_done(int rho_w) {
+    for (int c = threadIdx.x; c < P::MW; c += P::kThreads) {
+      const int ow = (qw0 + c) * g.stride_w + rho_w;
+      if (ow < g.W_out) p.partial[(int64_t(n) * tiles_h + tile_h) * g.W_out + ow] = sh.col_sum[c];
+      sh.col_sum[c] = 0.0;
+    }
+    // Each col_sum entry is only ever touched by the same thread: no barrier needed.
+  }
+};
+
+}  // namespace ctfuse

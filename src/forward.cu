@@ -1,0 +1,126 @@
+// forward: the whole op. The fused path runs the mainloop with the min/sum epilogue
+// (y never stored), then a tiny kernel that adds each column's per-tile partial sums in
+// a fixed order, applies GELU and adds the bias. The unfused path (for comparison)
+// stores y in the workspace and runs the post-op on it.
+#include <algorithm>
+
+#include "convt_dispatch.h"
+#include "ctfuse/ctfuse.h"
+#include "epilogues.cuh"
+#include "status_util.h"
+
+namespace ctfuse {
+namespace {
+
+bool aligned(const void* p, size_t bytes) { return reinterpret_cast<uintptr_t>(p) % bytes == 0; }
+
+// The smallest MH in the table bounds the number of partial rows for any policy.
+constexpr int kMinMH = 4;
+
+// s[n, w] = sum over block rows of partial[n, row, w], in row order; then out.
+__global__ void finish_columns_kernel(const double* __restrict__ partial, int64_t N, int tiles_h, int64_t W,
+                                      ColumnOutput col) {
+  for (int64_t e = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; e < N * W; e += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t n = e / W, w = e % W;
+    const double* p = partial + n * tiles_h * W + w;
+    double sum = 0.0;
+    for (int r = 0; r < tiles_h; ++r) sum += p[int64_t(r) * W];
+    finish_column(col, n, w, sum);
+  }
+}
+
+template <typename P, MathMode kMath>
+Status launch_min_sum(const ConvTGeometry& g, const ConvTOperands& op, const float* conv_bias, double* partial,
+                      cudaStream_t stream, int* tiles_h) {
+  using Epi = MinSumEpilogue<P>;
+  ConvTArgs a{g, op, (g.QH + P::MH - 1) / P::MH, (g.QW + P::MW - 1) / P::MW};
+  *tiles_h = a.tiles_h;
+  const size_t smem = mainloop_smem_bytes<P>(kMath) + sizeof(typename Epi::Shared);
+  return launch_gemm(convt_implicit_gemm_kernel<P, kMath, Epi>, P::kThreads, smem,
+                     int64_t(g.N) * a.tiles_h * a.tiles_w, stream, a, typename Epi::Params{conv_bias, partial});
+}
+
+size_t path_extra_bytes(const ConvTGeometry& g, Path path) {
+  if (path == Path::kUnfused) return sizeof(float) * size_t(g.N) * g.C_out * g.H_out * g.W_out;
+  return sizeof(double) * size_t(g.N) * size_t(max_partial_tiles_h(g)) * g.W_out;
+}
+
+Path resolve(Path p) { return p == Path::kAuto ? Path::kFused : p; }
+
+Status check_options(const ForwardOptions& o) {
+  if (o.math != MathMode::kTF32 && o.math != MathMode::kFP32) return invalid("forward: options.math is not a MathMode value");
+  if (o.gelu != GeluMode::kErf && o.gelu != GeluMode::kTanh) return invalid("forward: options.gelu is not a GeluMode value");
+  if (o.path != Path::kAuto && o.path != Path::kFused && o.path != Path::kUnfused)
+    return invalid("forward: options.path is not a Path value");
+  return ok_status();
+}
+
+}  // namespace
+
+int64_t max_partial_tiles_h(const ConvTGeometry& g) { return (g.QH + kMinMH - 1) / kMinMH; }
+
+Status launch_convt_min_sum(const ConvTGeometry& g, const ConvTOperands& op, const float* conv_bias, double* partial,
+                            MathMode math, cudaStream_t stream, int* tiles_h) {
+  static_assert(GemmTF32Wide::MH >= kMinMH && GemmTF32Narrow::MH >= kMinMH && GemmFP32Wide::MH >= kMinMH &&
+                    GemmFP32Narrow::MH >= kMinMH,
+                "kMinMH bounds the partial-sum workspace");
+  const bool narrow = g.C_out <= 64;
+  if (math == MathMode::kFP32)
+    return narrow ? launch_min_sum<GemmFP32Narrow, MathMode::kFP32>(g, op, conv_bias, partial, stream, tiles_h)
+                  : launch_min_sum<GemmFP32Wide, MathMode::kFP32>(g, op, conv_bias, partial, stream, tiles_h);
+  return narrow ? launch_min_sum<GemmTF32Narrow, MathMode::kTF32>(g, op, conv_bias, partial, stream, tiles_h)
+                : launch_min_sum<GemmTF32Wide, MathMode::kTF32>(g, op, conv_bias, partial, stream, tiles_h);
+}
+
+Status forward_workspace_size(const ConvTranspose2dParams& params, int64_t bias_len, const ForwardOptions& options,
+                              size_t* bytes) {
+  if (!bytes) return invalid("forward_workspace_size: bytes is null");
+  CTFUSE_RETURN_IF_ERROR(check_options(options));
+  if (bias_len < 1) return invalid("forward_workspace_size: bias_len must be >= 1");
+  ConvTGeometry g;
+  CTFUSE_RETURN_IF_ERROR(make_geometry(params, &g));
+  *bytes = workspace_layout(g, options.math, path_extra_bytes(g, resolve(options.path))).total;
+  return ok_status();
+}
+
+Status forward(const ConvTranspose2dParams& params, const float* x, const float* weight, const float* conv_bias,
+               const float* bias, int64_t bias_len, const ForwardOptions& options, float* out, float* s,
+               void* workspace, size_t workspace_bytes, cudaStream_t stream) {
+  ConvTGeometry g;
+  CTFUSE_RETURN_IF_ERROR(make_geometry(params, &g));
+  CTFUSE_RETURN_IF_ERROR(check_options(options));
+  if (!x) return invalid("forward: x is null");
+  if (!weight) return invalid("forward: weight is null");
+  if (!bias) return invalid("forward: bias is null");
+  if (!out) return invalid("forward: out is null");
+  if (bias_len < 1) return invalid("forward: bias_len must be >= 1");
+  if (bias_len > (int64_t(1) << 40) / g.N / g.W_out) return invalid("forward: N * bias_len * W_out is too large");
+  if (!aligned(x, 4) || !aligned(weight, 4) || !aligned(bias, 4) || !aligned(out, 4) ||
+      (conv_bias && !aligned(conv_bias, 4)) || (s && !aligned(s, 4)))
+    return invalid("forward: x, weight, conv_bias, bias, out and s must be 4-byte aligned");
+  const Path path = resolve(options.path);
+  const WorkspaceLayout l = workspace_layout(g, options.math, path_extra_bytes(g, path));
+  CTFUSE_RETURN_IF_ERROR(check_workspace(workspace, workspace_bytes, l.total, "forward: workspace is null",
+                                         "forward: workspace_bytes is smaller than forward_workspace_size",
+                                         "forward: workspace is not 16-byte aligned"));
+  char* ws = static_cast<char*>(workspace);
+  ConvTOperands op;
+  CTFUSE_RETURN_IF_ERROR(pack_weights(g, x, weight, options.math, ws, l, stream, &op));
+
+  if (path == Path::kUnfused) {
+    float* y = reinterpret_cast<float*>(ws + l.extra);
+    CTFUSE_RETURN_IF_ERROR(launch_convt_store(g, op, conv_bias, y, options.math, stream));
+    return min_sum_gelu_bias(y, make_nchw(g.N, g.C_out, g.H_out, g.W_out), bias, bias_len, options.gelu, out, s,
+                             stream);
+  }
+  double* partial = reinterpret_cast<double*>(ws + l.extra);
+  int tiles_h = 0;
+  CTFUSE_RETURN_IF_ERROR(launch_convt_min_sum(g, op, conv_bias, partial, options.math, stream, &tiles_h));
+  const int64_t cols = int64_t(g.N) * g.W_out;
+  const unsigned blocks = unsigned(std::min<int64_t>((cols + 255) / 256, 65535));
+  finish_columns_kernel<<<blocks, 256, 0, stream>>>(partial, g.N, tiles_h, g.W_out,
+                                                    ColumnOutput{bias, bias_len, options.gelu, out, s, g.W_out});
+  return launch_status();
+}
+
+}  // namespace ctfuse
