@@ -52,9 +52,10 @@ constexpr size_t mainloop_smem_bytes(MathMode m) {
 using GemmTF32Wide = ImplicitGemmPolicy<8, 32, 128, 16, 3, 4, 2>;
 // TF32, C_out <= 64 (e.g. the benchmark's first version, C_out = 16): 256 x 32 tiles.
 using GemmTF32Narrow = ImplicitGemmPolicy<8, 32, 32, 16, 4, 8, 1>;
-// FP32 (3xTF32): 128 x 128 tiles, 8 warps of 64 x 32 (the split operands double the
-// fragment registers); big and small weight tiles staged.
-using GemmFP32Wide = ImplicitGemmPolicy<4, 32, 128, 16, 3, 2, 4>;
+// FP32 (3xTF32): warp tiles of 32 x 32, since the split operands and the per-stage
+// partial accumulator (see Mainloop::mma) double the fragment registers; big and small
+// weight tiles are both staged.
+using GemmFP32Wide = ImplicitGemmPolicy<4, 32, 64, 16, 3, 4, 2>;
 using GemmFP32Narrow = ImplicitGemmPolicy<8, 32, 32, 16, 3, 8, 1>;
 
 }  // namespace ctfuse

@@ -54,6 +54,8 @@ inline std::vector<ConvTranspose2dParams> edge_cases() {
       make_params(1, 10, 300, 4, 5, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1),    // C_out = 300
       make_params(2, 64, 16, 10, 10, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1),   // C_out = 16, deep K
       make_params(1, 3, 16, 40, 36, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1),    // several block tiles
+      make_params(2, 64, 128, 12, 20, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1),  // the benchmark's channels
+      make_params(1, 48, 130, 19, 9, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1),   // benchmark-like, C_out = 130
   };
 }
 
@@ -115,6 +117,16 @@ inline ProblemData make_data(const ConvTranspose2dParams& p, int64_t bias_len, u
   for (auto& v : d.weight) v = float(alpha * v);
   for (auto& v : d.conv_bias) v = float(alpha * v);
   return d;
+}
+
+// Whether the reduction is long enough for SPEC.md's TF32 bound on s (1e-4, derived
+// for K = 144 products per output and 256 rows) to apply: about 32 products per output
+// and 16 rows or more.
+inline bool averages_tf32_rounding(const ConvTranspose2dParams& p) {
+  int64_t H = 0, W = 0;
+  conv_transpose2d_output_hw(p, &H, &W);
+  const double taps = double(p.kernel_h * p.kernel_w) / double(p.stride_h * p.stride_w);
+  return double(p.C_in) * taps >= 32 && H >= 16;
 }
 
 // How much the sums over rows cancel: ||sum_h |min_c y| || / ||s||. SPEC.md's relative
