@@ -4,7 +4,7 @@
 //
 //   ctfuse_bench [--N 16 --C_in 64 --C_out 128 --H 128 --W 128 --k 3 --stride 2
 //                 --padding 1 --output_padding 1 --dilation 1 --bias 1] [--runs 50]
-//                [--json FILE]
+//                [--json FILE] [--only row1,row2,...]
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -30,6 +30,12 @@ struct Options {
   int64_t bias_len = 1;
   int runs = 50;
   std::string json;
+  std::string only;  // comma-separated row names to run (empty: all)
+
+  bool want(const std::string& name) const {
+    if (only.empty()) return true;
+    return ("," + only + ",").find("," + name + ",") != std::string::npos;
+  }
 };
 
 struct Record {
@@ -68,6 +74,7 @@ Options parse(int argc, char** argv) {
     else if (a == "--bias") o.bias_len = next();
     else if (a == "--runs") o.runs = static_cast<int>(next());
     else if (a == "--json") { if (i + 1 >= argc) std::exit(2); o.json = argv[++i]; }
+    else if (a == "--only") { if (i + 1 >= argc) std::exit(2); o.only = argv[++i]; }
     else if (a == "--v1") {  // the benchmark's first version
       p.N = 128; p.C_in = 3; p.C_out = 16; p.H_in = p.W_in = 32; o.bias_len = 16;
     } else {
@@ -302,6 +309,7 @@ int main(int argc, char** argv) {
   // Our convolution, both math modes (y NCHW), validated on image 0 first.
   for (ctfuse::MathMode math : {ctfuse::MathMode::kTF32, ctfuse::MathMode::kFP32}) {
     const bool tf32 = math == ctfuse::MathMode::kTF32;
+    if (!o.want(tf32 ? "convt_tf32" : "convt_fp32")) continue;
     size_t ws_bytes = 0;
     check(ctfuse::conv_transpose2d_workspace_size(p, math, &ws_bytes), "conv_transpose2d_workspace_size");
     void* ws = nullptr;
@@ -329,6 +337,7 @@ int main(int argc, char** argv) {
   std::string cudnn_best_layout;
   double cudnn_best_us = 0;
   for (bool tf32 : {true, false}) {
+    if (!o.want(tf32 ? "cudnn_convt_tf32" : "cudnn_convt_fp32")) continue;
     bench::CudnnSearchOptions so;
     so.runs = o.runs;
     so.max_graph_configs = 12;
@@ -372,7 +381,7 @@ int main(int argc, char** argv) {
 #endif
 
   // postop: our kernel on y (y now holds a real convolution output).
-  {
+  if (o.want("postop")) {
     check(ctfuse::min_sum_gelu_bias(y, y_desc, bias, o.bias_len, ctfuse::GeluMode::kErf, out, s, stream),
           "min_sum_gelu_bias");
     BENCH_CUDA_CHECK(cudaStreamSynchronize(stream));
@@ -391,8 +400,13 @@ int main(int argc, char** argv) {
     r.note = "min over C, sum over H, GELU(erf), + bias on NCHW y";
     recs.push_back(r);
   }
-  const double postop_us = recs.back().t.median_us;
-  {
+  auto median_of = [&](const std::string& name) {
+    for (const Record& r : recs)
+      if (r.name == name) return r.t.median_us;
+    return 0.0;
+  };
+  const double postop_us = median_of("postop");
+  if (o.want("postop_nhwc")) {
     // The same post-op on a channels-last y (cuDNN's fastest layout), read in place.
     const ctfuse::Tensor4d nhwc = ctfuse::make_nhwc(p.N, p.C_out, H, W);
     auto run = [&](cudaStream_t st) {
@@ -410,11 +424,11 @@ int main(int argc, char** argv) {
     r.note = "the post-op on a channels-last y";
     recs.push_back(r);
   }
-  const double postop_nhwc_us = recs.back().t.median_us;
+  const double postop_nhwc_us = median_of("postop_nhwc");
 #ifdef CTFUSE_BENCH_HAVE_CUDNN
-  if (cudnn_best_us > 0) {
+  const double post = cudnn_best_layout == "NHWC" ? postop_nhwc_us : postop_us;
+  if (cudnn_best_us > 0 && post > 0) {
     Record r{"cudnn_convt_tf32+postop"};
-    const double post = cudnn_best_layout == "NHWC" ? postop_nhwc_us : postop_us;
     r.t.median_us = cudnn_best_us + post;
     r.t.runs = o.runs;
     r.tflops = flops / r.t.median_us * 1e-6;
@@ -431,6 +445,7 @@ int main(int argc, char** argv) {
       {"unfused_tf32", ctfuse::MathMode::kTF32, ctfuse::Path::kUnfused, "ctfuse conv (TF32) + ctfuse postop"},
   };
   for (const FwdRow& fr : fwd_rows) {
+    if (!o.want(fr.name)) continue;
     const ctfuse::ForwardOptions fo{fr.math, ctfuse::GeluMode::kErf, fr.path};
     size_t ws_bytes = 0;
     check(ctfuse::forward_workspace_size(p, o.bias_len, fo, &ws_bytes), "forward_workspace_size");

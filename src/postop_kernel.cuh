@@ -22,22 +22,47 @@ struct PostOpArgs {
   ColumnOutput col;
 };
 
+// Streaming loads of VEC floats: y is read once, so keep it out of L1. Plain (non-
+// volatile) asm, so the compiler may issue a batch of them before the first use.
 template <int VEC>
-struct VecLoad;
-template <>
-struct VecLoad<4> {
-  __device__ __forceinline__ static void min_into(float (&m)[4], const float* p) {
-    const float4 v = __ldcs(reinterpret_cast<const float4*>(p));
-    m[0] = nan_min(m[0], v.x); m[1] = nan_min(m[1], v.y);
-    m[2] = nan_min(m[2], v.z); m[3] = nan_min(m[3], v.w);
-  }
+struct Vec {
+  float v[VEC];
 };
-template <>
-struct VecLoad<1> {
-  __device__ __forceinline__ static void min_into(float (&m)[1], const float* p) {
-    m[0] = nan_min(m[0], __ldcs(p));
+
+template <int VEC>
+__device__ __forceinline__ Vec<VEC> load_stream(const float* p) {
+  Vec<VEC> r;
+  if constexpr (VEC == 4) {
+    asm("ld.global.nc.L1::no_allocate.v4.f32 {%0, %1, %2, %3}, [%4];"
+        : "=f"(r.v[0]), "=f"(r.v[1]), "=f"(r.v[2]), "=f"(r.v[3])
+        : "l"(p));
+  } else {
+    static_assert(VEC == 1, "VEC is 1 or 4");
+    asm("ld.global.nc.L1::no_allocate.f32 %0, [%1];" : "=f"(r.v[0]) : "l"(p));
   }
-};
+  return r;
+}
+
+// m = nan_min(m, y[p + c*stride]) over c < C. Loads are issued UNROLL at a time into
+// registers before any is used, so each thread keeps UNROLL requests in flight.
+template <int VEC, int UNROLL>
+__device__ __forceinline__ void min_over_channels(float (&m)[VEC], const float* p, int64_t stride, int64_t C) {
+  int64_t c = 0;
+  for (; c + UNROLL <= C; c += UNROLL) {
+    Vec<VEC> v[UNROLL];
+#pragma unroll
+    for (int u = 0; u < UNROLL; ++u) v[u] = load_stream<VEC>(p + (c + u) * stride);
+#pragma unroll
+    for (int u = 0; u < UNROLL; ++u)
+#pragma unroll
+      for (int e = 0; e < VEC; ++e) m[e] = nan_min(m[e], v[u].v[e]);
+  }
+  for (; c < C; ++c) {
+    const Vec<VEC> v = load_stream<VEC>(p + c * stride);
+#pragma unroll
+    for (int e = 0; e < VEC; ++e) m[e] = nan_min(m[e], v.v[e]);
+  }
+}
 
 // Block-wide: every row-thread has added its rows into partial[row][col]; sum the rows
 // in index order and finish the tile's columns.
@@ -80,8 +105,7 @@ __global__ void __launch_bounds__(P::threads())
         float m[VEC];
 #pragma unroll
         for (int v = 0; v < VEC; ++v) m[v] = __int_as_float(0x7f800000);  // +inf
-#pragma unroll P::unroll_c
-        for (int64_t c = 0; c < a.C; ++c) VecLoad<VEC>::min_into(m, p + c * a.sC);
+        min_over_channels<VEC, P::unroll_c>(m, p, a.sC, a.C);
 #pragma unroll
         for (int v = 0; v < VEC; ++v) acc[v] += m[v];
       }
@@ -118,9 +142,20 @@ __global__ void __launch_bounds__(P::threads())
 #pragma unroll
           for (int v = 0; v < VEC; ++v) m[p][v] = __int_as_float(0x7f800000);
         for (int64_t c = lane * VEC; c < a.C; c += 32 * VEC) {
+          Vec<VEC> v[PIX];
+#pragma unroll
+          for (int p = 0; p < PIX; ++p) {
+            if (p0 + p < pixels_in_tile) {
+              v[p] = load_stream<VEC>(row + (p0 + p) * a.sW + c);
+            } else {
+#pragma unroll
+              for (int e = 0; e < VEC; ++e) v[p].v[e] = __int_as_float(0x7f800000);
+            }
+          }
 #pragma unroll
           for (int p = 0; p < PIX; ++p)
-            if (p0 + p < pixels_in_tile) VecLoad<VEC>::min_into(m[p], row + (p0 + p) * a.sW + c);
+#pragma unroll
+            for (int e = 0; e < VEC; ++e) m[p][e] = nan_min(m[p][e], v[p].v[e]);
         }
 #pragma unroll
         for (int p = 0; p < PIX; ++p) {

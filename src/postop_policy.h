@@ -15,7 +15,7 @@ namespace ctfuse {
 // order (no atomics, bitwise reproducible).
 template <int THREADS_W, int ROWS, int VEC, int UNROLL_C>
 struct PostOpWPolicy {
-  static constexpr int threads_w = THREADS_W;  // across W; threads_w * vec * 4 B = one 128 B line
+  static constexpr int threads_w = THREADS_W;  // threads across W
   static constexpr int rows = ROWS;            // threads across H
   static constexpr int vec = VEC;              // floats per load (4 = 16-byte loads)
   static constexpr int unroll_c = UNROLL_C;    // channel loads a thread keeps in flight
@@ -38,10 +38,11 @@ struct PostOpCPolicy {
   static constexpr size_t smem_bytes() { return sizeof(double) * warps * tile_w(); }
 };
 
-// H100, y = 16x128x256x256 (537 MB), NCHW: see bench/RESULTS.md for the measured rate.
-// 512 threads x 8 loads of 16 B in flight = 64 KB per SM, enough to cover DRAM latency
-// with one block per SM (the benchmark has 128 tiles for 132 SMs).
-using PostOpW4 = PostOpWPolicy<8, 64, 4, 8>;
+// H100, y = 16x128x256x256 (537 MB), NCHW, 2026-11-25 (build/exp sweep, median of 30):
+//   threads_w x rows, unroll:  8x64 u8 191 us | 8x128 u8 187 | 8x128 u4 185 | 8x64 u16 186 |
+//                              8x32 u16 228 | 16x64 u8 183  (cub read pass: 188 us)
+// Wider row segments (16 threads x 16 B = 256 B) suit DRAM better than more blocks do.
+using PostOpW4 = PostOpWPolicy<16, 64, 4, 8>;
 using PostOpW1 = PostOpWPolicy<32, 16, 1, 8>;  // any strides, scalar loads
 using PostOpC4 = PostOpCPolicy<16, 4, 4>;      // channels-last, C % 4 == 0
 using PostOpC1 = PostOpCPolicy<16, 1, 4>;      // channels-last, any C
