@@ -1,4 +1,5 @@
-// Host-side pieces shared by conv_transpose2d (convt.cu) and forward (forward.cu).
+// Host-side pieces shared by conv_transpose2d (convt.cu) and forward (forward.cu): the
+// tuning choice, the workspace layout, weight packing and the launch.
 #pragma once
 
 #include <cstddef>
@@ -6,6 +7,7 @@
 #include "convt_geometry.cuh"
 #include "ctfuse/types.h"
 #include "implicit_gemm.cuh"
+#include "status_util.h"
 
 namespace ctfuse {
 
@@ -13,44 +15,56 @@ namespace ctfuse {
 // 32-bit dimension arithmetic, then fills the geometry.
 Status make_geometry(const ConvTranspose2dParams& params, ConvTGeometry* g);
 
-// The packed weights: [kernel_h][kernel_w][C_in][co_pad] floats, TF32-rounded (and for
-// FP32 mode a second array with the rounding residuals).
-size_t packed_weight_floats(const ConvTGeometry& g);
+template <typename Policy, MathMode kMathMode>
+struct GemmConfig {
+  using P = Policy;
+  static constexpr MathMode kMath = kMathMode;
+};
 
-// Byte layout of a workspace: packed weights first, then whatever the path needs.
+// The table entry for a problem (implicit_gemm_policy.h), handed to `f` as a GemmConfig.
+template <typename F>
+decltype(auto) with_gemm_config(const ConvTGeometry& g, MathMode math, F&& f) {
+  const bool narrow = g.C_out <= 64;
+  if (math == MathMode::kFP32)
+    return narrow ? f(GemmConfig<GemmFP32Narrow, MathMode::kFP32>{}) : f(GemmConfig<GemmFP32Wide, MathMode::kFP32>{});
+  return narrow ? f(GemmConfig<GemmTF32Narrow, MathMode::kTF32>{}) : f(GemmConfig<GemmTF32Wide, MathMode::kTF32>{});
+}
+
+// Byte layout of a workspace: the packed weights (big, and small in FP32 mode), then
+// whatever the path needs (`extra`).
 struct WorkspaceLayout {
-  size_t w_big = 0, w_small = 0, extra = 0, total = 0;  // offsets, and the total size
+  size_t w_big = 0, w_small = 0, extra = 0, total = 0;
 };
 WorkspaceLayout workspace_layout(const ConvTGeometry& g, MathMode math, size_t extra_bytes);
 
 Status check_workspace(const void* workspace, size_t bytes, size_t needed, const char* null_msg,
                        const char* small_msg, const char* align_msg);
 
-// Queues the weight packing; returns the operands for the mainloop.
-Status pack_weights(const ConvTGeometry& g, const float* x, const float* weight, MathMode math,
-                    char* workspace, const WorkspaceLayout& layout, cudaStream_t stream,
-                    ConvTOperands* op);
+// Queues the weight packing into the workspace and returns the mainloop's operands.
+Status pack_weights(const ConvTGeometry& g, const float* x, const float* weight, MathMode math, char* workspace,
+                    const WorkspaceLayout& layout, cudaStream_t stream, ConvTOperands* op);
 
-// The two uses of the mainloop.
-Status launch_convt_store(const ConvTGeometry& g, const ConvTOperands& op, const float* conv_bias,
-                          float* y, MathMode math, cudaStream_t stream);
-// Per-(n, block row, ow) column sums of the channel minima; *tiles_h receives the
-// number of block rows the partials are split into (<= max_partial_tiles_h(g)).
-Status launch_convt_min_sum(const ConvTGeometry& g, const ConvTOperands& op, const float* conv_bias,
-                            double* partial, MathMode math, cudaStream_t stream, int* tiles_h);
-int64_t max_partial_tiles_h(const ConvTGeometry& g);
+// The mainloop with the store epilogue: y = conv_transpose2d(x) + conv_bias (convt.cu).
+Status launch_convt_store(const ConvTGeometry& g, const ConvTOperands& op, const float* conv_bias, float* y,
+                          MathMode math, cudaStream_t stream);
 
-// Sets the dynamic shared-memory limit and launches `kernel` on a grid covering `tiles`.
-template <typename Kernel, typename... Args>
-Status launch_gemm(Kernel kernel, int threads, size_t smem, int64_t tiles, cudaStream_t stream, Args... args) {
-  cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem));
-  if (err != cudaSuccess) return Status{StatusCode::kCudaError, cudaGetErrorString(err), err};
-  const int64_t max_grid = 0x7fffffff;
-  const unsigned blocks = unsigned(tiles < max_grid ? tiles : max_grid);
-  kernel<<<blocks, threads, smem, stream>>>(args...);
-  err = cudaGetLastError();
-  if (err != cudaSuccess) return Status{StatusCode::kCudaError, cudaGetErrorString(err), err};
-  return Status{};
+// Launches the mainloop with `Epi<P>`; *tiles_h receives the number of block rows.
+template <template <typename> class Epi, typename Config>
+Status launch_convt_gemm(Config, const ConvTGeometry& g, const ConvTOperands& op,
+                         const typename Epi<typename Config::P>::Params& ep, cudaStream_t stream,
+                         int* tiles_h = nullptr) {
+  using P = typename Config::P;
+  using E = Epi<P>;
+  const ConvTArgs a{g, op, (g.QH + P::MH - 1) / P::MH, (g.QW + P::MW - 1) / P::MW};
+  if (tiles_h) *tiles_h = a.tiles_h;
+  const size_t smem = mainloop_smem_bytes<P>(Config::kMath) + sizeof(typename E::Shared);
+  auto kernel = convt_implicit_gemm_kernel<P, Config::kMath, E>;
+  CTFUSE_RETURN_IF_ERROR(
+      cuda_status(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem))));
+  const int64_t tiles = int64_t(g.N) * a.tiles_h * a.tiles_w;
+  const unsigned blocks = unsigned(tiles < 0x7fffffff ? tiles : 0x7fffffff);  // the kernel strides over more
+  kernel<<<blocks, P::kThreads, smem, stream>>>(a, ep);
+  return launch_status();
 }
 
 }  // namespace ctfuse

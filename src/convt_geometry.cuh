@@ -7,6 +7,10 @@
 // dih(kh) = (rho_h + pad_h - kh*dilation_h) / s_h is an exact division (same for w).
 // No multiply by an inserted zero is ever done. Every phase uses the same (Qh, Qw)
 // grid, so one block tile of phase pixels covers all phases of an output region.
+//
+// A phase's taps are evenly spaced: kh = kh0 + i*tap_step_h with tap_step_h =
+// s_h / gcd(s_h, dil_h), and each step moves the input row by -dih_step_h =
+// -dil_h / gcd(s_h, dil_h). Walking taps therefore needs no division.
 #pragma once
 
 #include <cstdint>
@@ -17,29 +21,32 @@ struct ConvTGeometry {
   int N, C_in, H_in, W_in, C_out, H_out, W_out;
   int kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w;
   int tap_step_h, tap_step_w;  // stride / gcd(stride, dilation): spacing of a phase's taps
+  int dih_step, diw_step;      // dilation / gcd(stride, dilation): input shift per tap step
   int QH, QW;                  // phase-grid extent: ceil(H_out / s_h), ceil(W_out / s_w)
-  int co_pad;                  // row length of the packed weights: C_out rounded up to 4
 };
 
-// The taps of one phase: kh = kh0 + i*tap_step_h (i < nh), kw = kw0 + j*tap_step_w (j < nw).
+// The taps of one phase along both dimensions.
 struct PhaseTaps {
   int rho_h, rho_w;
-  int kh0, nh, kw0, nw;
+  int kh0, nh, kw0, nw;  // first tap and tap count per dimension
+  int dih0, diw0;        // input offset of the first tap: ih = Qh + dih0 - i*dih_step
 
   __host__ __device__ int count() const { return nh * nw; }
 };
 
 namespace detail {
-// First tap and tap count of residue `rho` along one dimension.
-__host__ __device__ inline void phase_taps_1d(int rho, int pad, int dil, int stride, int kernel,
-                                              int tap_step, int* k0, int* n) {
+// First tap, tap count and input offset of residue `rho` along one dimension.
+__host__ __device__ inline void phase_taps_1d(int rho, int pad, int dil, int stride, int kernel, int tap_step,
+                                              int* k0, int* n, int* d0) {
   *k0 = 0;
   *n = 0;
+  *d0 = 0;
   for (int k = 0; k < tap_step && k < kernel; ++k) {
     const int r = ((rho + pad - k * dil) % stride + stride) % stride;
     if (r == 0) {
       *k0 = k;
       *n = (kernel - 1 - k) / tap_step + 1;
+      *d0 = (rho + pad - k * dil) / stride;  // exact
       return;
     }
   }
@@ -50,30 +57,9 @@ __host__ __device__ inline PhaseTaps phase_taps(const ConvTGeometry& g, int rho_
   PhaseTaps p;
   p.rho_h = rho_h;
   p.rho_w = rho_w;
-  detail::phase_taps_1d(rho_h, g.pad_h, g.dil_h, g.stride_h, g.kernel_h, g.tap_step_h, &p.kh0, &p.nh);
-  detail::phase_taps_1d(rho_w, g.pad_w, g.dil_w, g.stride_w, g.kernel_w, g.tap_step_w, &p.kw0, &p.nw);
+  detail::phase_taps_1d(rho_h, g.pad_h, g.dil_h, g.stride_h, g.kernel_h, g.tap_step_h, &p.kh0, &p.nh, &p.dih0);
+  detail::phase_taps_1d(rho_w, g.pad_w, g.dil_w, g.stride_w, g.kernel_w, g.tap_step_w, &p.kw0, &p.nw, &p.diw0);
   return p;
-}
-
-// Tap `t` of phase `p`: its kernel position and the input offset from the phase pixel.
-struct Tap {
-  int kh, kw;
-  int dih, diw;  // ih = Qh + dih, iw = Qw + diw
-};
-
-__host__ __device__ inline Tap tap_of(const ConvTGeometry& g, const PhaseTaps& p, int t) {
-  Tap tap;
-  tap.kh = p.kh0 + (t / p.nw) * g.tap_step_h;
-  tap.kw = p.kw0 + (t % p.nw) * g.tap_step_w;
-  tap.dih = (p.rho_h + g.pad_h - tap.kh * g.dil_h) / g.stride_h;
-  tap.diw = (p.rho_w + g.pad_w - tap.kw * g.dil_w) / g.stride_w;
-  return tap;
-}
-
-// Row of the packed weight matrix for tap (kh, kw) and input channel ci: the packed
-// weights are [kernel_h][kernel_w][C_in][co_pad], TF32-rounded (see convt.cu).
-__host__ __device__ inline int64_t packed_weight_row(const ConvTGeometry& g, int kh, int kw, int ci) {
-  return (int64_t(kh) * g.kernel_w + kw) * g.C_in + ci;
 }
 
 }  // namespace ctfuse

@@ -19,41 +19,56 @@ __device__ __forceinline__ bool output_pixel(const ConvTGeometry& g, int qh0, in
   return *oh < g.H_out && *ow < g.W_out;
 }
 
-// y = acc + conv_bias, stored NCHW.
+// y = acc + conv_bias, stored NCHW. Each warp transposes its tile through shared memory,
+// one n-subtile (8 channels) at a time, so that a store instruction writes 32 pixels of
+// one phase row (stride s_w in y) instead of 8 pixels x 4 channels; phases are walked
+// with rho_w innermost so the other half of each row arrives while it is still in L2.
 template <typename P>
 struct StoreEpilogue {
+  static constexpr bool kRhoWOuter = false;
   struct Params {
     const float* conv_bias;  // [C_out] or null
     float* y;                // [N, C_out, H_out, W_out]
   };
-  struct Shared {};
+  struct Shared {
+    float tile[P::WARPS_M * P::WARPS_N][8][P::WM];  // a warp's 8 channels x WM pixels
+  };
+  static_assert(P::MW == 32, "a warp's 32 lanes store one phase row");
+  static_assert(sizeof(Shared) == store_epilogue_smem_bytes<P>(), "keep the policy's smem count exact");
 
   const Params& p;
+  Shared& sh;
   const ConvTGeometry& g;
   int n, qh0, qw0;
 
-  __device__ StoreEpilogue(const Params& params, Shared&, const ConvTArgs& a, int n_, int tile_h, int tile_w)
-      : p(params), g(a.g), n(n_), qh0(tile_h * P::MH), qw0(tile_w * P::MW) {}
+  __device__ StoreEpilogue(const Params& params, Shared& shared, const ConvTArgs& a, int n_, int tile_h, int tile_w)
+      : p(params), sh(shared), g(a.g), n(n_), qh0(tile_h * P::MH), qw0(tile_w * P::MW) {}
 
   __device__ void consume(const Accumulators<P>& acc, const AccLayout<P>& L, int rho_h, int rho_w, int n_tile) {
+    float(&t)[8][P::WM] = sh.tile[threadIdx.x / 32];
+    const int lane = threadIdx.x % 32;
     const int64_t plane = int64_t(g.H_out) * g.W_out;
 #pragma unroll
-    for (int j = 0; j < AccLayout<P>::NJ; ++j)
+    for (int j = 0; j < AccLayout<P>::NJ; ++j) {
 #pragma unroll
-      for (int vc = 0; vc < 2; ++vc) {
-        const int co = n_tile * P::BN + L.channel(j, vc);
-        if (co >= g.C_out) continue;
-        const float bias = p.conv_bias ? __ldg(p.conv_bias + co) : 0.f;
-        float* y_c = p.y + (int64_t(n) * g.C_out + co) * plane;
+      for (int i = 0; i < AccLayout<P>::MI; ++i)
 #pragma unroll
-        for (int i = 0; i < AccLayout<P>::MI; ++i)
+        for (int v = 0; v < 4; ++v) t[2 * L.t + v % 2][L.pixel(i, v) - L.wm0] = acc[i][j][v];
+      __syncwarp();
+      const int co0 = n_tile * P::BN + L.wn0 + 8 * j;
 #pragma unroll
-          for (int vr = 0; vr < 2; ++vr) {
-            int oh, ow;
-            if (output_pixel<P>(g, qh0, qw0, L.pixel(i, 2 * vr), rho_h, rho_w, &oh, &ow))
-              y_c[int64_t(oh) * g.W_out + ow] = acc[i][j][2 * vr + vc] + bias;
-          }
+      for (int q = 0; q < P::WM / 32; ++q) {
+        const int m = L.wm0 + 32 * q + lane;  // tile pixel: row m / MW, column lane
+        const int oh = (qh0 + m / P::MW) * g.stride_h + rho_h;
+        const int ow = (qw0 + lane) * g.stride_w + rho_w;
+        if (oh >= g.H_out || ow >= g.W_out) continue;
+        float* y_px = p.y + (int64_t(n) * g.C_out + co0) * plane + int64_t(oh) * g.W_out + ow;
+#pragma unroll
+        for (int c = 0; c < 8; ++c)
+          if (co0 + c < g.C_out) y_px[c * plane] = t[c][32 * q + lane] + (p.conv_bias ? __ldg(p.conv_bias + co0 + c) : 0.f);
       }
+      __syncwarp();
+    }
   }
   __device__ void phase_done(const AccLayout<P>&, int, int) {}
   __device__ void column_done(int) {}
@@ -64,6 +79,7 @@ struct StoreEpilogue {
 // order, written as one partial per (n, block row, ow). y never leaves registers.
 template <typename P>
 struct MinSumEpilogue {
+  static constexpr bool kRhoWOuter = true;
   struct Params {
     const float* conv_bias;  // [C_out] or null
     double* partial;         // [N, tiles_h, W_out]
@@ -73,6 +89,7 @@ struct MinSumEpilogue {
     double col_sum[P::MW];
   };
   static constexpr int MI = AccLayout<P>::MI;
+  static_assert(sizeof(Shared) == min_sum_epilogue_smem_bytes<P>(), "keep the policy's smem count exact");
 
   const Params& p;
   Shared& sh;

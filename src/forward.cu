@@ -29,15 +29,12 @@ __global__ void finish_columns_kernel(const double* __restrict__ partial, int64_
   }
 }
 
-template <typename P, MathMode kMath>
-Status launch_min_sum(const ConvTGeometry& g, const ConvTOperands& op, const float* conv_bias, double* partial,
-                      cudaStream_t stream, int* tiles_h) {
-  using Epi = MinSumEpilogue<P>;
-  ConvTArgs a{g, op, (g.QH + P::MH - 1) / P::MH, (g.QW + P::MW - 1) / P::MW};
-  *tiles_h = a.tiles_h;
-  const size_t smem = mainloop_smem_bytes<P>(kMath) + sizeof(typename Epi::Shared);
-  return launch_gemm(convt_implicit_gemm_kernel<P, kMath, Epi>, P::kThreads, smem,
-                     int64_t(g.N) * a.tiles_h * a.tiles_w, stream, a, typename Epi::Params{conv_bias, partial});
+// Block rows the fused path splits each column's sum into, for any table entry.
+int64_t max_partial_tiles_h(const ConvTGeometry& g) {
+  static_assert(GemmTF32Wide::MH >= kMinMH && GemmTF32Narrow::MH >= kMinMH && GemmFP32Wide::MH >= kMinMH &&
+                    GemmFP32Narrow::MH >= kMinMH,
+                "kMinMH bounds the partial-sum workspace");
+  return (g.QH + kMinMH - 1) / kMinMH;
 }
 
 size_t path_extra_bytes(const ConvTGeometry& g, Path path) {
@@ -56,21 +53,6 @@ Status check_options(const ForwardOptions& o) {
 }
 
 }  // namespace
-
-int64_t max_partial_tiles_h(const ConvTGeometry& g) { return (g.QH + kMinMH - 1) / kMinMH; }
-
-Status launch_convt_min_sum(const ConvTGeometry& g, const ConvTOperands& op, const float* conv_bias, double* partial,
-                            MathMode math, cudaStream_t stream, int* tiles_h) {
-  static_assert(GemmTF32Wide::MH >= kMinMH && GemmTF32Narrow::MH >= kMinMH && GemmFP32Wide::MH >= kMinMH &&
-                    GemmFP32Narrow::MH >= kMinMH,
-                "kMinMH bounds the partial-sum workspace");
-  const bool narrow = g.C_out <= 64;
-  if (math == MathMode::kFP32)
-    return narrow ? launch_min_sum<GemmFP32Narrow, MathMode::kFP32>(g, op, conv_bias, partial, stream, tiles_h)
-                  : launch_min_sum<GemmFP32Wide, MathMode::kFP32>(g, op, conv_bias, partial, stream, tiles_h);
-  return narrow ? launch_min_sum<GemmTF32Narrow, MathMode::kTF32>(g, op, conv_bias, partial, stream, tiles_h)
-                : launch_min_sum<GemmTF32Wide, MathMode::kTF32>(g, op, conv_bias, partial, stream, tiles_h);
-}
 
 Status forward_workspace_size(const ConvTranspose2dParams& params, int64_t bias_len, const ForwardOptions& options,
                               size_t* bytes) {
@@ -115,7 +97,9 @@ Status forward(const ConvTranspose2dParams& params, const float* x, const float*
   }
   double* partial = reinterpret_cast<double*>(ws + l.extra);
   int tiles_h = 0;
-  CTFUSE_RETURN_IF_ERROR(launch_convt_min_sum(g, op, conv_bias, partial, options.math, stream, &tiles_h));
+  CTFUSE_RETURN_IF_ERROR(with_gemm_config(g, options.math, [&](auto c) {
+    return launch_convt_gemm<MinSumEpilogue>(c, g, op, {conv_bias, partial}, stream, &tiles_h);
+  }));
   const int64_t cols = int64_t(g.N) * g.W_out;
   const unsigned blocks = unsigned(std::min<int64_t>((cols + 255) / 256, 65535));
   finish_columns_kernel<<<blocks, 256, 0, stream>>>(partial, g.N, tiles_h, g.W_out,

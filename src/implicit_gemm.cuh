@@ -10,15 +10,17 @@
 // The producer runs STAGES-1 k-steps ahead of the consumer along that same sequence,
 // across phase and channel-tile boundaries, so loads keep flowing while an epilogue runs.
 //
-// Fragments without transposes: both operands sit in shared memory k-major ([k][pixel],
-// [k][channel]), which is how they arrive from NCHW x and the packed weights. The mma
-// reduces over k in any order and its rows and columns can be relabelled freely, so a
-// thread's four A rows are taken as 4 consecutive pixels and its B columns as 4
-// consecutive channels: every fragment is one 16-byte shared load, conflict-free.
-//   A: pixel 32P + 4g + 2s + h  <->  m-subtile 2P+s, row g + 8h       (g = lane/4)
-//   B: channel 32G + 4g + j     <->  n-subtile 4G+j, column g
-//   accumulator (i, j, v): pixel 32(i/2) + 4g + 2(i%2) + v/2,
-//                          channel 32(j/4) + 8t + 4(v%2) + j%4         (t = lane%4)
+// Operand layouts, chosen so that every fragment is one conflict-free shared load with
+// no register shuffling:
+//  - A (x) arrives k-major ([ci][pixel], as NCHW x is) through 4-byte cp.async (a tap's
+//    shift breaks 16-byte alignment). The mma reduces over k in any order and its rows
+//    can be relabelled, so m-subtile 2P+s takes pixel 32P + 16s + 2g as row g and the
+//    next pixel as row g + 8 (g = lane/4, t = lane%4): a fragment is two 8-byte loads,
+//    (pixels 2g, 2g+1) at k = t and at k = t + 4.
+//  - B (weights) is repacked once per call (pack_weights_kernel) into exactly the order
+//    the fragments want, so a 16-byte load gives one lane both registers of two n-subtiles.
+// Accumulator (i, j, v) of a thread: pixel wm0 + 32(i/2) + 16(i%2) + 2g + v/2,
+//                                    channel wn0 + 8j + 2t + v%2.
 #pragma once
 
 #include <cstdint>
@@ -29,13 +31,63 @@
 
 namespace ctfuse {
 
-struct ConvTOperands {
-  const float* x;        // [N, C_in, H_in, W_in]
-  const float* w_big;    // packed weights, TF32-rounded: [kh][kw][C_in][co_pad]
-  const float* w_small;  // FP32 mode: tf32(w - w_big), same layout; else null
+// ---- B: the packed weights -----------------------------------------------------------
+// Blocks of BK x BN (zero-padded past C_in and C_out), indexed [kh][kw][chunk][n_tile];
+// inside a block, element (k, n) sits where lane g*4+t of the warp reading n-subtiles
+// (2np, 2np+1) at k8 finds it: [k/8][n/16][lane][(n/8)%2][k%8/4].
+template <typename P>
+struct PackedWeights {
+  static constexpr int kBlockFloats = P::BK * P::BN;
+
+  __host__ __device__ static int chunks(const ConvTGeometry& g) { return (g.C_in + P::BK - 1) / P::BK; }
+  __host__ __device__ static int n_tiles(const ConvTGeometry& g) { return (g.C_out + P::BN - 1) / P::BN; }
+  __host__ __device__ static int64_t floats(const ConvTGeometry& g) {
+    return int64_t(g.kernel_h) * g.kernel_w * chunks(g) * n_tiles(g) * kBlockFloats;
+  }
+  __host__ __device__ static int64_t block(const ConvTGeometry& g, int kh, int kw, int chunk, int n_tile) {
+    return ((int64_t(kh) * g.kernel_w + kw) * chunks(g) + chunk) * n_tiles(g) + n_tile;
+  }
+  __host__ __device__ static int offset_in_block(int k, int n) {
+    const int lane = (n % 8) * 4 + k % 4;
+    return (((k / 8) * (P::BN / 16) + n / 16) * 32 + lane) * 4 + ((n / 8) % 2) * 2 + (k % 8) / 4;
+  }
 };
 
-// Where a thread's accumulators live in the block tile; the epilogues see only this.
+// w [C_in, C_out, kh, kw] -> packed, TF32-rounded once here so the weight fragments need
+// no conversion; FP32 mode also stores the rounding residual (3xTF32's small part).
+template <typename P, MathMode kMath>
+__global__ void pack_weights_kernel(ConvTGeometry g, const float* __restrict__ w, float* __restrict__ big,
+                                    float* __restrict__ small) {
+  using PW = PackedWeights<P>;
+  const int64_t total = PW::floats(g);
+  for (int64_t e = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; e < total; e += int64_t(gridDim.x) * blockDim.x) {
+    // Invert offset_in_block: e = block * kBlockFloats + ((kb*BN/16 + np)*32 + lane)*4 + q.
+    int64_t b = e / PW::kBlockFloats;
+    const int r = int(e % PW::kBlockFloats);
+    const int q = r % 4, lane = (r / 4) % 32, np = (r / 128) % (P::BN / 16), kb = r / 128 / (P::BN / 16);
+    const int k = kb * 8 + lane % 4 + 4 * (q % 2);
+    const int n = np * 16 + 8 * (q / 2) + lane / 4;
+    const int n_tile = int(b % PW::n_tiles(g));
+    b /= PW::n_tiles(g);
+    const int chunk = int(b % PW::chunks(g));
+    b /= PW::chunks(g);
+    const int kw = int(b % g.kernel_w), kh = int(b / g.kernel_w);
+    const int ci = chunk * P::BK + k, co = n_tile * P::BN + n;
+    float v = 0.f;
+    if (ci < g.C_in && co < g.C_out) v = w[((int64_t(ci) * g.C_out + co) * g.kernel_h + kh) * g.kernel_w + kw];
+    const float hi = __uint_as_float(ptx::tf32_round(v));
+    big[e] = hi;
+    if constexpr (kMath == MathMode::kFP32) small[e] = isfinite(v) ? __uint_as_float(ptx::tf32_round(v - hi)) : 0.f;
+  }
+}
+
+struct ConvTOperands {
+  const float* x;        // [N, C_in, H_in, W_in]
+  const float* w_big;    // PackedWeights<P>, TF32-rounded
+  const float* w_small;  // FP32 mode: the residuals, same layout; else null
+};
+
+// ---- Where a thread's accumulators live; the epilogues see only this ------------------
 template <typename P>
 struct AccLayout {
   static constexpr int MI = P::WM / 16;  // m-subtiles per warp
@@ -46,107 +98,171 @@ struct AccLayout {
   __device__ explicit AccLayout(int warp, int lane)
       : wm0((warp / P::WARPS_N) * P::WM), wn0((warp % P::WARPS_N) * P::WN), g(lane / 4), t(lane % 4) {}
 
-  __device__ int pixel(int i, int v) const { return wm0 + 32 * (i / 2) + 4 * g + 2 * (i % 2) + v / 2; }
-  __device__ int channel(int j, int v) const { return wn0 + 32 * (j / 4) + 8 * t + 4 * (v % 2) + j % 4; }
+  __device__ int pixel(int i, int v) const { return wm0 + 32 * (i / 2) + 16 * (i % 2) + 2 * g + v / 2; }
+  __device__ int channel(int j, int v) const { return wn0 + 8 * j + 2 * t + v % 2; }
   __device__ int warp_n() const { return wn0 / P::WN; }
 };
 
 template <typename P>
 using Accumulators = float[AccLayout<P>::MI][AccLayout<P>::NJ][4];
 
-// Position in the (phase, channel tile, tap, input-channel chunk) sequence.
+// ---- The walk over (phase, channel tile, tap, input-channel chunk) --------------------
+// Phases are visited as (outer, inner) = (rho_w, rho_h) when kRhoWOuter (the min/sum
+// epilogue finishes a column's sums once every rho_h of its rho_w is done), else as
+// (rho_h, rho_w) (the store epilogue writes the two halves of an output row's sectors
+// close together in time, so L2 merges them before they reach DRAM).
 struct KStep {
-  int rho_w, rho_h, n_tile, tap, chunk;
+  int outer, inner, n_tile, ti, tj, chunk;
   PhaseTaps taps;
+  int kh, kw, dih, diw;  // the current tap and its input offset
 };
 
-// The block's walk, shared by producer and consumer so they cannot disagree.
+// Shared by producer and consumer, so they cannot disagree. No divisions: taps advance
+// by a fixed kernel step and a fixed input shift (see convt_geometry.cuh).
+template <bool kRhoWOuter>
 struct TileWalk {
   const ConvTGeometry* g;
   int n_tiles, chunks;
 
-  __device__ bool phase_valid(const KStep& s) const { return s.rho_w < g->stride_w; }
+  __device__ int outer_extent() const { return kRhoWOuter ? g->stride_w : g->stride_h; }
+  __device__ int inner_extent() const { return kRhoWOuter ? g->stride_h : g->stride_w; }
+  __device__ PhaseTaps taps(int outer, int inner) const {
+    return kRhoWOuter ? phase_taps(*g, inner, outer) : phase_taps(*g, outer, inner);
+  }
+  __device__ bool valid(const KStep& s) const { return s.outer < outer_extent(); }
 
-  // First k-step at or after phase (rho_w, rho_h), skipping phases without taps.
-  __device__ KStep first_from(int rho_w, int rho_h) const {
-    KStep s{rho_w, rho_h, 0, 0, 0, {}};
-    for (; s.rho_w < g->stride_w; ++s.rho_w, s.rho_h = 0)
-      for (; s.rho_h < g->stride_h; ++s.rho_h) {
-        s.taps = phase_taps(*g, s.rho_h, s.rho_w);
-        if (s.taps.count() > 0) return s;
+  // First k-step at or after phase (outer, inner), skipping phases without taps.
+  __device__ KStep first_from(int outer, int inner) const {
+    KStep s{};
+    for (s.outer = outer; s.outer < outer_extent(); ++s.outer, inner = 0)
+      for (s.inner = inner; s.inner < inner_extent(); ++s.inner) {
+        s.taps = taps(s.outer, s.inner);
+        if (s.taps.count() > 0) {
+          s.kh = s.taps.kh0; s.kw = s.taps.kw0; s.dih = s.taps.dih0; s.diw = s.taps.diw0;
+          return s;
+        }
       }
-    return s;  // exhausted: rho_w == stride_w
+    return s;  // exhausted: outer == outer_extent()
   }
 
   __device__ void advance(KStep& s) const {
     if (++s.chunk < chunks) return;
     s.chunk = 0;
-    if (++s.tap < s.taps.count()) return;
-    s.tap = 0;
+    if (++s.tj < s.taps.nw) { s.kw += g->tap_step_w; s.diw -= g->diw_step; return; }
+    s.tj = 0; s.kw = s.taps.kw0; s.diw = s.taps.diw0;
+    if (++s.ti < s.taps.nh) { s.kh += g->tap_step_h; s.dih -= g->dih_step; return; }
+    s.ti = 0; s.kh = s.taps.kh0; s.dih = s.taps.dih0;
     if (++s.n_tile < n_tiles) return;
-    s = s.rho_h + 1 < g->stride_h ? first_from(s.rho_w, s.rho_h + 1) : first_from(s.rho_w + 1, 0);
+    s = s.inner + 1 < inner_extent() ? first_from(s.outer, s.inner + 1) : first_from(s.outer + 1, 0);
   }
 };
 
+// ---- Producer and warp-level MMA ------------------------------------------------------
 template <typename P, MathMode kMath>
 struct Mainloop {
+  static constexpr int kAFloats = P::BK * P::A_STRIDE;
+  static constexpr int kBFloats = PackedWeights<P>::kBlockFloats;
   static constexpr int kStageFloats = int(stage_floats<P>(kMath));
-  static constexpr int kBFloats = P::BK * P::B_STRIDE;
+  // A copies: each thread owns kPixels pixels (one per pass) and the k rows k0 + r*kKStep.
+  static constexpr int kPixelsPerPass = P::kThreads < P::BM ? P::kThreads : P::BM;
+  static constexpr int kPasses = P::BM / kPixelsPerPass;
+  static constexpr int kKStep = P::kThreads / kPixelsPerPass;
+  static constexpr int kRows = P::BK / kKStep;
 
   const ConvTGeometry& g;
   const ConvTOperands& op;
-  float* smem;  // STAGES x [A: BK x A_STRIDE][B big: BK x B_STRIDE][B small (FP32)]
+  float* smem;  // STAGES x [A: BK x A_STRIDE][B: packed block][B small (FP32)]
   int n, qh0, qw0;
 
   __device__ float* stage_a(int s) const { return smem + s * kStageFloats; }
-  __device__ float* stage_b(int s) const { return stage_a(s) + P::BK * P::A_STRIDE; }
+  __device__ float* stage_b(int s) const { return stage_a(s) + kAFloats; }
 
-  // Issues the copies of one k-step into `stage`: A = x at the tap's shifted pixels
-  // (4-byte copies: a tap's shift breaks 16-byte alignment), B = packed weights.
-  __device__ void load(const KStep& s, int stage) const {
-    const Tap tap = tap_of(g, s.taps, s.tap);
+  // The copies of one k-step, worked out once and then issued in slices between the
+  // mma's k8 steps (so the scheduler can overlap them with tensor-core work). A copy
+  // whose element does not exist (outside the image, past C_in, or no k-step left) is
+  // zero-filled by cp.async itself (source size 0: nothing is read).
+  struct LoadPlan {
+    const float* src[kPasses];  // x at row k0 of this thread's pixel in each pass
+    float* dst[kPasses][4];     // its shared-memory columns, one per k % 4 swizzle
+    bool in_image[kPasses];
+    int k_valid;                // rows r*kKStep < k_valid exist
+    int64_t plane;
+    const float* b_src;
+    float* b_dst;
+    bool active;
+  };
+
+  __device__ LoadPlan plan(const KStep& s, bool active, int stage) const {
+    LoadPlan lp;
     const int ci0 = s.chunk * P::BK;
-    float* a = stage_a(stage);
-    constexpr int kPixelsPerPass = P::kThreads < P::BM ? P::kThreads : P::BM;
-    constexpr int kRowsPerPass = P::kThreads / kPixelsPerPass;
+    const int k0 = threadIdx.x / kPixelsPerPass;
+    lp.plane = int64_t(g.H_in) * g.W_in;
+    lp.k_valid = active ? g.C_in - ci0 - k0 : 0;
+    lp.active = active;
+    const float* x_n = op.x + (int64_t(n) * g.C_in + ci0 + k0) * lp.plane;
 #pragma unroll
-    for (int mp = 0; mp < P::BM; mp += kPixelsPerPass) {
-      const int m = mp + threadIdx.x % kPixelsPerPass;
-      const int ih = qh0 + m / P::MW + tap.dih;
-      const int iw = qw0 + m % P::MW + tap.diw;
-      const bool in_image = ih >= 0 && ih < g.H_in && iw >= 0 && iw < g.W_in;
-      const int64_t plane = int64_t(g.H_in) * g.W_in;
-      const float* src = op.x + (int64_t(n) * g.C_in + ci0) * plane + int64_t(ih) * g.W_in + iw;
+    for (int pass = 0; pass < kPasses; ++pass) {
+      const int m = pass * kPixelsPerPass + threadIdx.x % kPixelsPerPass;
+      const int ih = qh0 + m / P::MW + s.dih;
+      const int iw = qw0 + m % P::MW + s.diw;
+      lp.in_image[pass] = unsigned(ih) < unsigned(g.H_in) && unsigned(iw) < unsigned(g.W_in);
+      lp.src[pass] = x_n + int64_t(ih) * g.W_in + iw;
+      // Row k = k0 + r*kKStep lands in column m ^ 8*(k % 4); as k0 < kKStep (a power of
+      // two), k % 4 = (k0 % 4) ^ (r*kKStep % 4): at most 4 distinct columns per thread.
 #pragma unroll
-      for (int k = threadIdx.x / kPixelsPerPass; k < P::BK; k += kRowsPerPass) {
-        const bool valid = in_image && ci0 + k < g.C_in;
-        ptx::cp_async_4(a + k * P::A_STRIDE + m, valid ? src + k * plane : op.x, valid);
-      }
+      for (int j = 0; j < 4; ++j)
+        lp.dst[pass][j] = stage_a(stage) + k0 * P::A_STRIDE + ((m ^ (8 * (k0 & 3))) ^ (8 * j));
     }
-    const int co0 = s.n_tile * P::BN;
-    constexpr int kVecPerRow = P::BN / 4;
-    const int64_t row0 = packed_weight_row(g, tap.kh, tap.kw, ci0);
-    for (int e = threadIdx.x; e < P::BK * kVecPerRow; e += P::kThreads) {
-      const int k = e / kVecPerRow, c = (e % kVecPerRow) * 4;
-      const bool valid = ci0 + k < g.C_in && co0 + c < g.co_pad;
-      const int64_t off = (row0 + k) * g.co_pad + co0 + c;
-      float* dst = stage_b(stage) + k * P::B_STRIDE + c;
-      ptx::cp_async_16(dst, valid ? op.w_big + off : op.w_big, valid);
+    lp.b_src = active ? op.w_big + PackedWeights<P>::block(g, s.kh, s.kw, s.chunk, s.n_tile) * kBFloats : op.w_big;
+    lp.b_dst = stage_b(stage);
+    return lp;
+  }
+
+  // Issues the A copies of rows [part, part+1) * kRows / kParts.
+  template <int kParts>
+  __device__ void issue_a(const LoadPlan& lp, int part) const {
+    static_assert(kRows % kParts == 0, "A rows split evenly over the mma's k8 steps");
+#pragma unroll
+    for (int pass = 0; pass < kPasses; ++pass)
+#pragma unroll
+      for (int rr = 0; rr < kRows / kParts; ++rr) {
+        const int r = part * (kRows / kParts) + rr;
+        const bool valid = lp.in_image[pass] && r * kKStep < lp.k_valid;
+        ptx::cp_async_4(lp.dst[pass][(r * kKStep) & 3] + r * kKStep * P::A_STRIDE,
+                        lp.src[pass] + r * kKStep * lp.plane, valid);
+      }
+  }
+
+  __device__ void issue_b(const LoadPlan& lp) const {
+    constexpr int kBCopies = (kBFloats + 4 * P::kThreads - 1) / (4 * P::kThreads);
+#pragma unroll
+    for (int i = 0; i < kBCopies; ++i) {
+      const int e = (i * P::kThreads + int(threadIdx.x)) * 4;
+      if (kBFloats % (4 * P::kThreads) != 0 && e >= kBFloats) break;
+      ptx::cp_async_16(lp.b_dst + e, lp.b_src + e, lp.active);
       if constexpr (kMath == MathMode::kFP32)
-        ptx::cp_async_16(dst + kBFloats, valid ? op.w_small + off : op.w_small, valid);
+        ptx::cp_async_16(lp.b_dst + kBFloats + e, lp.b_src + (op.w_small - op.w_big) + e, lp.active);
     }
   }
 
-  // acc += the stage's A x B for this warp's tile.
-  __device__ void mma(int stage, const AccLayout<P>& L, Accumulators<P>& acc) const {
+  // Loads a whole k-step at once (the prologue).
+  __device__ void load(const KStep& s, bool active, int stage) const {
+    const LoadPlan lp = plan(s, active, stage);
+    issue_a<1>(lp, 0);
+    issue_b(lp);
+  }
+
+  // acc += the stage's A x B for this warp's tile, issuing the next stage's copies
+  // (`lp`) in between.
+  __device__ void mma(int stage, const AccLayout<P>& L, Accumulators<P>& acc, const LoadPlan& lp) const {
     if constexpr (kMath == MathMode::kFP32) {
       // The tensor cores' fp32 accumulation is not IEEE round-to-nearest: summing every
-      // product of a long K into one fragment loses ~2^-23 of |acc| per mma. Accumulating
-      // one stage in a fresh fragment and adding it with an FADD keeps 3xTF32 at fp32
-      // accuracy (measured on the H100: y error 1.4e-6 -> see bench/RESULTS.md).
+      // product of a long K into one fragment loses ~2^-23 of |acc| per mma (3xTF32 gave
+      // 1.4e-6 on y that way on the H100). Accumulating one stage in a fresh fragment and
+      // adding it with an FADD keeps 3xTF32 at fp32 accuracy.
       Accumulators<P> part;
       zero(part);
-      mma_stage(stage, L, part);
+      mma_stage(stage, L, part, lp);
 #pragma unroll
       for (int i = 0; i < AccLayout<P>::MI; ++i)
 #pragma unroll
@@ -154,7 +270,7 @@ struct Mainloop {
 #pragma unroll
           for (int v = 0; v < 4; ++v) acc[i][j][v] += part[i][j][v];
     } else {
-      mma_stage(stage, L, acc);
+      mma_stage(stage, L, acc, lp);
     }
   }
 
@@ -168,46 +284,44 @@ struct Mainloop {
   }
 
  private:
-  __device__ void mma_stage(int stage, const AccLayout<P>& L, Accumulators<P>& acc) const {
+  __device__ void mma_stage(int stage, const AccLayout<P>& L, Accumulators<P>& acc, const LoadPlan& lp) const {
     constexpr int MI = AccLayout<P>::MI, NJ = AccLayout<P>::NJ;
-    const float* a_s = stage_a(stage);
-    const float* b_s = stage_b(stage);
+    // Fragment rows k8+t and k8+t+4 both have k % 4 = t: columns swizzled by 8t.
+    const float* a_row = stage_a(stage) + L.t * P::A_STRIDE + L.wm0;
+    const int col0 = (2 * L.g) ^ (8 * L.t), col1 = (16 + 2 * L.g) ^ (8 * L.t);
+    const float* b_s = stage_b(stage) + ((L.wn0 / 16) * 32 + L.g * 4 + L.t) * 4;
 #pragma unroll
     for (int k8 = 0; k8 < P::BK; k8 += 8) {
+      issue_a<P::BK / 8>(lp, k8 / 8);
+      if (k8 == 0) issue_b(lp);
       uint32_t a[MI][4], b[NJ][2];
       // FP32 mode (3xTF32): a = a_big + a_lo, w = b + b_lo, acc += a_lo*b + a_mid*b_lo + a*b,
       // where a_mid = a_big except 0 for a non-finite a (inf * a zero b_lo would be NaN).
       [[maybe_unused]] uint32_t a_lo[MI][4], a_mid[MI][4], b_lo[NJ][2];
 #pragma unroll
-      for (int p = 0; p < MI / 2; ++p) {
-        const float4 k0 = *reinterpret_cast<const float4*>(a_s + (k8 + L.t) * P::A_STRIDE + L.wm0 + 32 * p + 4 * L.g);
-        const float4 k4 = *reinterpret_cast<const float4*>(a_s + (k8 + L.t + 4) * P::A_STRIDE + L.wm0 + 32 * p + 4 * L.g);
-        const float v[2][4] = {{k0.x, k0.y, k4.x, k4.y}, {k0.z, k0.w, k4.z, k4.w}};
+      for (int i = 0; i < MI; ++i) {
+        const float* p = a_row + k8 * P::A_STRIDE + 32 * (i / 2) + (i % 2 ? col1 : col0);
+        const float2 lo = *reinterpret_cast<const float2*>(p);                     // k = t
+        const float2 hi = *reinterpret_cast<const float2*>(p + 4 * P::A_STRIDE);  // k = t + 4
+        const float v[4] = {lo.x, lo.y, hi.x, hi.y};
 #pragma unroll
-        for (int s = 0; s < 2; ++s)
-#pragma unroll
-          for (int r = 0; r < 4; ++r) {
-            const uint32_t big = ptx::tf32_round(v[s][r]);
-            a[2 * p + s][r] = big;
-            if constexpr (kMath == MathMode::kFP32) {
-              const bool finite = isfinite(v[s][r]);
-              a_lo[2 * p + s][r] = finite ? ptx::tf32_round(v[s][r] - __uint_as_float(big)) : 0u;
-              a_mid[2 * p + s][r] = finite ? big : 0u;
-            }
+        for (int r = 0; r < 4; ++r) {
+          a[i][r] = ptx::tf32_round(v[r]);
+          if constexpr (kMath == MathMode::kFP32) {
+            const bool finite = isfinite(v[r]);
+            a_lo[i][r] = finite ? ptx::tf32_round(v[r] - __uint_as_float(a[i][r])) : 0u;
+            a_mid[i][r] = finite ? a[i][r] : 0u;
           }
+        }
       }
 #pragma unroll
-      for (int q = 0; q < NJ / 4; ++q) {
-        const int col = L.wn0 + 32 * q + 4 * L.g;
-        const uint4 k0 = *reinterpret_cast<const uint4*>(b_s + (k8 + L.t) * P::B_STRIDE + col);
-        const uint4 k4 = *reinterpret_cast<const uint4*>(b_s + (k8 + L.t + 4) * P::B_STRIDE + col);
-        b[4 * q + 0][0] = k0.x; b[4 * q + 1][0] = k0.y; b[4 * q + 2][0] = k0.z; b[4 * q + 3][0] = k0.w;
-        b[4 * q + 0][1] = k4.x; b[4 * q + 1][1] = k4.y; b[4 * q + 2][1] = k4.z; b[4 * q + 3][1] = k4.w;
+      for (int np = 0; np < NJ / 2; ++np) {
+        const int off = ((k8 / 8) * (P::BN / 16) + np) * 128;
+        const uint4 v = *reinterpret_cast<const uint4*>(b_s + off);
+        b[2 * np][0] = v.x; b[2 * np][1] = v.y; b[2 * np + 1][0] = v.z; b[2 * np + 1][1] = v.w;
         if constexpr (kMath == MathMode::kFP32) {
-          const uint4 s0 = *reinterpret_cast<const uint4*>(b_s + kBFloats + (k8 + L.t) * P::B_STRIDE + col);
-          const uint4 s4 = *reinterpret_cast<const uint4*>(b_s + kBFloats + (k8 + L.t + 4) * P::B_STRIDE + col);
-          b_lo[4 * q + 0][0] = s0.x; b_lo[4 * q + 1][0] = s0.y; b_lo[4 * q + 2][0] = s0.z; b_lo[4 * q + 3][0] = s0.w;
-          b_lo[4 * q + 0][1] = s4.x; b_lo[4 * q + 1][1] = s4.y; b_lo[4 * q + 2][1] = s4.z; b_lo[4 * q + 3][1] = s4.w;
+          const uint4 w = *reinterpret_cast<const uint4*>(b_s + kBFloats + off);
+          b_lo[2 * np][0] = w.x; b_lo[2 * np][1] = w.y; b_lo[2 * np + 1][0] = w.z; b_lo[2 * np + 1][1] = w.w;
         }
       }
 #pragma unroll
@@ -232,11 +346,11 @@ struct ConvTArgs {
 };
 
 // Epilogue interface (see epilogues.cuh):
-//   struct E { struct Params; struct Shared;
+//   struct E { struct Params; struct Shared; static constexpr bool kRhoWOuter;
 //     __device__ E(const Params&, Shared&, const ConvTArgs&, int n, int tile_h, int tile_w);
 //     __device__ void consume(const Accumulators<P>&, const AccLayout<P>&, int rho_h, int rho_w, int n_tile);
 //     __device__ void phase_done(const AccLayout<P>&, int rho_h, int rho_w);  // all channel tiles consumed
-//     __device__ void column_done(int rho_w); };          // every phase with this rho_w done
+//     __device__ void column_done(int rho_w); };  // kRhoWOuter: every phase with this rho_w done
 template <typename P, MathMode kMath, typename Epilogue>
 __global__ void __launch_bounds__(P::kThreads, 1)
     convt_implicit_gemm_kernel(ConvTArgs args, typename Epilogue::Params ep) {
@@ -245,7 +359,7 @@ __global__ void __launch_bounds__(P::kThreads, 1)
   auto& ep_shared = *reinterpret_cast<typename Epilogue::Shared*>(smem + P::STAGES * stage_floats<P>(kMath));
   const ConvTGeometry& g = args.g;
   const AccLayout<P> L(threadIdx.x / 32, threadIdx.x % 32);
-  const TileWalk walk{&g, (g.C_out + P::BN - 1) / P::BN, (g.C_in + P::BK - 1) / P::BK};
+  const TileWalk<Epilogue::kRhoWOuter> walk{&g, PackedWeights<P>::n_tiles(g), PackedWeights<P>::chunks(g)};
   const int64_t tiles = int64_t(g.N) * args.tiles_h * args.tiles_w;
 
   for (int64_t tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
@@ -259,36 +373,35 @@ __global__ void __launch_bounds__(P::kThreads, 1)
     KStep next = walk.first_from(0, 0);
 #pragma unroll
     for (int s = 0; s < P::STAGES - 1; ++s) {
-      if (walk.phase_valid(next)) {
-        ml.load(next, s);
-        walk.advance(next);
-      }
+      const bool active = walk.valid(next);
+      ml.load(next, active, s);
+      if (active) walk.advance(next);
       ptx::cp_async_commit();
     }
 
-    int consumed = 0;
-    for (int rho_w = 0; rho_w < g.stride_w; ++rho_w) {
-      for (int rho_h = 0; rho_h < g.stride_h; ++rho_h) {
-        const PhaseTaps taps = phase_taps(g, rho_h, rho_w);
-        const int ksteps = taps.count() * walk.chunks;
+    int stage = 0;  // the stage the consumer reads next
+    for (int outer = 0; outer < walk.outer_extent(); ++outer) {
+      for (int inner = 0; inner < walk.inner_extent(); ++inner) {
+        const int rho_w = Epilogue::kRhoWOuter ? outer : inner;
+        const int rho_h = Epilogue::kRhoWOuter ? inner : outer;
+        const int ksteps = phase_taps(g, rho_h, rho_w).count() * walk.chunks;
         for (int n_tile = 0; n_tile < walk.n_tiles; ++n_tile) {
           Accumulators<P> acc;
           Mainloop<P, kMath>::zero(acc);
-          for (int k = 0; k < ksteps; ++k, ++consumed) {
+          for (int k = 0; k < ksteps; ++k) {
             ptx::cp_async_wait<P::STAGES - 2>();
-            __syncthreads();  // the stage is visible to all; the previous one is free
-            if (walk.phase_valid(next)) {
-              ml.load(next, (consumed + P::STAGES - 1) % P::STAGES);
-              walk.advance(next);
-            }
+            __syncthreads();  // this stage is visible to all; the one before it is free
+            const bool active = walk.valid(next);
+            ml.mma(stage, L, acc, ml.plan(next, active, stage == 0 ? P::STAGES - 1 : stage - 1));
             ptx::cp_async_commit();
-            ml.mma(consumed % P::STAGES, L, acc);
+            if (active) walk.advance(next);
+            stage = stage + 1 == P::STAGES ? 0 : stage + 1;
           }
           epi.consume(acc, L, rho_h, rho_w, n_tile);
         }
         epi.phase_done(L, rho_h, rho_w);
       }
-      epi.column_done(rho_w);
+      if (Epilogue::kRhoWOuter) epi.column_done(outer);
     }
     ptx::cp_async_wait<0>();
     __syncthreads();  // the next tile's prologue overwrites the stages

@@ -23,23 +23,28 @@ struct ImplicitGemmPolicy {
   static constexpr int kThreads = 32 * WARPS_M * WARPS_N;
   static constexpr int WM = BM / WARPS_M, WN = BN / WARPS_N;  // warp tile
 
-  // Shared-memory rows are k-major ([k][m], [k][n]) and padded so that the stride is
-  // 8 words mod 32: the 16-byte fragment loads of a quarter-warp (4 k's x 2 groups of
-  // 4 pixels) then hit 32 distinct banks.
-  static constexpr int A_STRIDE = BM + 8;
-  static constexpr int B_STRIDE = BN + 8;
+  // A sits in shared memory k-major ([k][pixel], BM floats a row) with the pixel index
+  // XOR-swizzled by 8 * (k % 4) (see Mainloop::a_col), so the 8-byte fragment loads of a
+  // half-warp (4 k's x 4 pixel pairs) and the copies of a warp (32 pixels of one k) both
+  // hit 32 distinct banks without padding. B is staged as one packed block
+  // (PackedWeights), read lane-contiguously.
+  static constexpr int A_STRIDE = BM;
 
-  static_assert(WM % 32 == 0 && WN % 32 == 0, "warp tiles are built from 32x32 fragment groups");
+  static_assert(WM % 32 == 0, "a warp's rows come in 32-pixel pairs of m-subtiles");
+  static_assert(WN % 16 == 0 && BN % 16 == 0, "B fragments come in pairs of n-subtiles");
   static_assert(BK % 8 == 0, "BK is a multiple of the mma's k = 8");
   static_assert(kThreads % BM == 0 || BM % kThreads == 0, "A loads: whole pixels per thread");
-  static_assert((BM * BK) % kThreads == 0, "A loads divide evenly");
-  static_assert(MW % 4 == 0, "4 consecutive fragment pixels share a phase row");
+  static_assert(BK % (kThreads < BM ? 1 : kThreads / BM) == 0, "A loads: whole k rows per thread");
+  static_assert(MW % 16 == 0, "a 16-pixel m-subtile half lies in one phase row");
+  static_assert(BM % 32 == 0, "the A swizzle permutes within 32-pixel groups");
+  static constexpr int kARowStep = kThreads < BM ? 1 : kThreads / BM;
+  static_assert((kARowStep & (kARowStep - 1)) == 0, "A copy rows step by a power of two (Mainloop::load_a)");
 };
 
-// Stage size in floats for a math mode (FP32 stages a second, "small" weight tile).
+// Stage size in floats for a math mode (FP32 stages a second, "small" weight block).
 template <typename P>
 constexpr size_t stage_floats(MathMode m) {
-  return size_t(P::BK) * (P::A_STRIDE + (m == MathMode::kFP32 ? 2 : 1) * P::B_STRIDE);
+  return size_t(P::BK) * P::A_STRIDE + (m == MathMode::kFP32 ? 2 : 1) * size_t(P::BK) * P::BN;
 }
 
 template <typename P>
@@ -47,14 +52,28 @@ constexpr size_t mainloop_smem_bytes(MathMode m) {
   return sizeof(float) * P::STAGES * stage_floats<P>(m);
 }
 
+// Shared memory of the two epilogues (epilogues.cuh static_asserts that they match).
+template <typename P>
+constexpr size_t store_epilogue_smem_bytes() {
+  return sizeof(float) * P::WARPS_M * P::WARPS_N * 8 * P::WM;
+}
+template <typename P>
+constexpr size_t min_sum_epilogue_smem_bytes() {
+  return sizeof(float) * P::WARPS_N * P::BM + sizeof(double) * P::MW;
+}
+
 // --- The table ---------------------------------------------------------------------
-// TF32, C_out > 64: 256 x 128 tiles, 8 warps of 64 x 64; 3 stages of BK = 16 (76.8 KB).
-using GemmTF32Wide = ImplicitGemmPolicy<8, 32, 128, 16, 3, 4, 2>;
+// TF32, C_out > 64. Fused op at the benchmark shape on the H100, 2026-11-25 (build/exp
+// sweep, median of 20, no L2 scrub):  256x128 bk16 s3: 410 us | 256x128 bk16 s4: 412 |
+// 256x128 bk32 s2: 388 | 128x128 bk32 s3: 378 | 128x128 bk32 s2: 350 | 128x128 bk16 s4:
+// 386 | 64x128 bk32 s3: 512. Two stages leave more L1 for the re-read x lines (two
+// 64 KB blocks per SM on the H100; one on the 4090).
+using GemmTF32Wide = ImplicitGemmPolicy<4, 32, 128, 32, 2, 2, 2>;
 // TF32, C_out <= 64 (e.g. the benchmark's first version, C_out = 16): 256 x 32 tiles.
 using GemmTF32Narrow = ImplicitGemmPolicy<8, 32, 32, 16, 4, 8, 1>;
 // FP32 (3xTF32): warp tiles of 32 x 32, since the split operands and the per-stage
 // partial accumulator (see Mainloop::mma) double the fragment registers; big and small
-// weight tiles are both staged.
+// weight blocks are both staged.
 using GemmFP32Wide = ImplicitGemmPolicy<4, 32, 64, 16, 3, 4, 2>;
 using GemmFP32Narrow = ImplicitGemmPolicy<8, 32, 32, 16, 3, 8, 1>;
 

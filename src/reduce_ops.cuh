@@ -8,9 +8,13 @@
 
 namespace ctfuse {
 
-// torch.min semantics: NaN wins. (fminf would drop the NaN.) `m` is the running
-// minimum: once NaN it stays NaN, and a NaN `v` replaces it.
-__device__ __forceinline__ float nan_min(float m, float v) { return (v < m || v != v) ? v : m; }
+// torch.min semantics: NaN wins (fminf would drop it). PTX min.NaN (sm_80+) is one
+// instruction that returns NaN when either operand is NaN.
+__device__ __forceinline__ float nan_min(float m, float v) {
+  float r;
+  asm("min.NaN.f32 %0, %1, %2;" : "=f"(r) : "f"(m), "f"(v));
+  return r;
+}
 
 __device__ __forceinline__ float warp_nan_min(float m) {
 #pragma unroll

@@ -1,5 +1,6 @@
 // CPU tests (run on CI): the shape helper, argument validation of every entry point,
 // and the 4090 limits of every tuning-table entry.
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <vector>
@@ -7,6 +8,7 @@
 #include <gtest/gtest.h>
 
 #include "ctfuse/ctfuse.h"
+#include "implicit_gemm_policy.h"
 #include "postop_policy.h"
 
 namespace ctfuse {
@@ -172,6 +174,23 @@ TEST(TuningTable, PostOpFits4090) {
   expect_fits_4090<PostOpC4>("PostOpC4");
   expect_fits_4090<PostOpC1>("PostOpC1");
   EXPECT_GE(PostOpW4::tile_w() * 4, 128) << "a W4 tile row should cover at least one 128-byte line";
+}
+
+// The implicit-GEMM table: mainloop stages plus the larger epilogue, in either math mode.
+template <typename P>
+void expect_gemm_fits_4090(const char* name, MathMode math) {
+  SCOPED_TRACE(name);
+  const size_t epi = std::max(store_epilogue_smem_bytes<P>(), min_sum_epilogue_smem_bytes<P>());
+  EXPECT_LE(mainloop_smem_bytes<P>(math) + epi, k4090SmemPerBlock);
+  EXPECT_LE(P::kThreads, 1024);
+  EXPECT_EQ(P::BM % 32, 0);
+}
+
+TEST(TuningTable, ImplicitGemmFits4090) {
+  expect_gemm_fits_4090<GemmTF32Wide>("GemmTF32Wide", MathMode::kTF32);
+  expect_gemm_fits_4090<GemmTF32Narrow>("GemmTF32Narrow", MathMode::kTF32);
+  expect_gemm_fits_4090<GemmFP32Wide>("GemmFP32Wide", MathMode::kFP32);
+  expect_gemm_fits_4090<GemmFP32Narrow>("GemmFP32Narrow", MathMode::kFP32);
 }
 
 }  // namespace

@@ -1,0 +1,72 @@
+// Geometry, workspace layout and weight packing, shared by conv_transpose2d and forward.
+#include <algorithm>
+#include <numeric>
+
+#include "convt_dispatch.h"
+
+namespace ctfuse {
+namespace {
+size_t round_up(size_t v, size_t a) { return (v + a - 1) / a * a; }
+}  // namespace
+
+Status make_geometry(const ConvTranspose2dParams& p, ConvTGeometry* g) {
+  int64_t H_out = 0, W_out = 0;
+  CTFUSE_RETURN_IF_ERROR(conv_transpose2d_output_hw(p, &H_out, &W_out));
+  const int64_t kIntMax = 0x7fffffff;
+  if (p.N > kIntMax || p.C_in > kIntMax - 64 || p.C_out > kIntMax - 256 || H_out > kIntMax - 1024 ||
+      W_out > kIntMax - 1024)
+    return unsupported("conv_transpose2d: N, C_in, C_out, H_out and W_out must be below 2^31 - 1024");
+  if (p.pad_h + p.stride_h > kIntMax / 2 || p.pad_w + p.stride_w > kIntMax / 2)
+    return unsupported("conv_transpose2d: pad_h/pad_w must be below 2^30");
+  g->N = int(p.N); g->C_in = int(p.C_in); g->H_in = int(p.H_in); g->W_in = int(p.W_in);
+  g->C_out = int(p.C_out); g->H_out = int(H_out); g->W_out = int(W_out);
+  g->kernel_h = int(p.kernel_h); g->kernel_w = int(p.kernel_w);
+  g->stride_h = int(p.stride_h); g->stride_w = int(p.stride_w);
+  g->pad_h = int(p.pad_h); g->pad_w = int(p.pad_w);
+  g->dil_h = int(p.dilation_h); g->dil_w = int(p.dilation_w);
+  const int gh = std::gcd(g->stride_h, g->dil_h), gw = std::gcd(g->stride_w, g->dil_w);
+  g->tap_step_h = g->stride_h / gh;
+  g->tap_step_w = g->stride_w / gw;
+  g->dih_step = g->dil_h / gh;
+  g->diw_step = g->dil_w / gw;
+  g->QH = (g->H_out + g->stride_h - 1) / g->stride_h;
+  g->QW = (g->W_out + g->stride_w - 1) / g->stride_w;
+  return ok_status();
+}
+
+WorkspaceLayout workspace_layout(const ConvTGeometry& g, MathMode math, size_t extra_bytes) {
+  const size_t floats = with_gemm_config(g, math, [&](auto c) {
+    return size_t(PackedWeights<typename decltype(c)::P>::floats(g));
+  });
+  const size_t wbytes = round_up(floats * sizeof(float), 256);
+  WorkspaceLayout l;
+  l.w_big = 0;
+  l.w_small = wbytes;
+  l.extra = wbytes * (math == MathMode::kFP32 ? 2 : 1);
+  l.total = l.extra + round_up(extra_bytes, 256);
+  return l;
+}
+
+Status check_workspace(const void* workspace, size_t bytes, size_t needed, const char* null_msg,
+                       const char* small_msg, const char* align_msg) {
+  if (!workspace) return invalid(null_msg);
+  if (bytes < needed) return invalid(small_msg);
+  if (reinterpret_cast<uintptr_t>(workspace) % 16 != 0) return invalid(align_msg);
+  return ok_status();
+}
+
+Status pack_weights(const ConvTGeometry& g, const float* x, const float* weight, MathMode math, char* ws,
+                    const WorkspaceLayout& l, cudaStream_t stream, ConvTOperands* op) {
+  float* big = reinterpret_cast<float*>(ws + l.w_big);
+  float* small = reinterpret_cast<float*>(ws + l.w_small);
+  *op = ConvTOperands{x, big, math == MathMode::kFP32 ? small : nullptr};
+  return with_gemm_config(g, math, [&](auto c) {
+    using C = decltype(c);
+    const int64_t total = PackedWeights<typename C::P>::floats(g);
+    const unsigned blocks = unsigned(std::min<int64_t>((total + 255) / 256, 4096));
+    pack_weights_kernel<typename C::P, C::kMath><<<blocks, 256, 0, stream>>>(g, weight, big, small);
+    return launch_status();
+  });
+}
+
+}  // namespace ctfuse
