@@ -3,7 +3,7 @@
 //
 // Memory-bound: the whole job is to read y once at full bandwidth. Each block owns a
 // tile of columns of one image and walks every row and channel of it, keeping the
-// running minima and row sums in registers; y is read with streaming loads (no reuse)
+// running minima and row sums in registers; y is read once, 16 bytes per load,
 // and only s and out are written. Column sums are finished in the block in a fixed
 // order, in double, so the result does not depend on the launch shape.
 #pragma once
@@ -22,8 +22,11 @@ struct PostOpArgs {
   ColumnOutput col;
 };
 
-// Streaming loads of VEC floats: y is read once, so keep it out of L1. Plain (non-
-// volatile) asm, so the compiler may issue a batch of them before the first use.
+// Loads of VEC floats through the read-only path. Plain (non-volatile) asm, so the
+// compiler may issue a batch of them before the first use. Measured on the H100
+// (2026-11-25, post-op on the benchmark y, median of 30 with an L2 scrub; cub read pass
+// 187 us): ld.global.nc 189 us, ld.global 190, ld.global.nc.L1::no_allocate 198,
+// ld.global.cs 198, ld.global.lu 200 -- letting the lines allocate in L1 is what pays.
 template <int VEC>
 struct Vec {
   float v[VEC];
@@ -33,12 +36,12 @@ template <int VEC>
 __device__ __forceinline__ Vec<VEC> load_stream(const float* p) {
   Vec<VEC> r;
   if constexpr (VEC == 4) {
-    asm("ld.global.nc.L1::no_allocate.v4.f32 {%0, %1, %2, %3}, [%4];"
+    asm("ld.global.nc.v4.f32 {%0, %1, %2, %3}, [%4];"
         : "=f"(r.v[0]), "=f"(r.v[1]), "=f"(r.v[2]), "=f"(r.v[3])
         : "l"(p));
   } else {
     static_assert(VEC == 1, "VEC is 1 or 4");
-    asm("ld.global.nc.L1::no_allocate.f32 %0, [%1];" : "=f"(r.v[0]) : "l"(p));
+    asm("ld.global.nc.f32 %0, [%1];" : "=f"(r.v[0]) : "l"(p));
   }
   return r;
 }

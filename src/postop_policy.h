@@ -38,11 +38,11 @@ struct PostOpCPolicy {
   static constexpr size_t smem_bytes() { return sizeof(double) * warps * tile_w(); }
 };
 
-// H100, y = 16x128x256x256 (537 MB), NCHW, 2026-11-25 (build/exp sweep, median of 30):
-//   threads_w x rows, unroll:  8x64 u8 191 us | 8x128 u8 187 | 8x128 u4 185 | 8x64 u16 186 |
-//                              8x32 u16 228 | 16x64 u8 183  (cub read pass: 188 us)
+// H100, y = 16x128x256x256 (537 MB), NCHW, 2026-11-25 (build/exp sweep, median of 30,
+// L2 scrubbed; cub read pass 187 us). threads_w x rows, channel loads in flight:
+//   16x64 u4: 189 us | 8x128 u4: 192 | 16x64 u8: 194    (with ld.global.nc)
 // Wider row segments (16 threads x 16 B = 256 B) suit DRAM better than more blocks do.
-using PostOpW4 = PostOpWPolicy<16, 64, 4, 8>;
+using PostOpW4 = PostOpWPolicy<16, 64, 4, 4>;
 using PostOpW1 = PostOpWPolicy<32, 16, 1, 8>;  // any strides, scalar loads
 using PostOpC4 = PostOpCPolicy<16, 4, 4>;      // channels-last, C % 4 == 0
 using PostOpC1 = PostOpCPolicy<16, 1, 4>;      // channels-last, any C
