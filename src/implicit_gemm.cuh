@@ -352,7 +352,7 @@ struct ConvTArgs {
 //     __device__ void phase_done(const AccLayout<P>&, int rho_h, int rho_w);  // all channel tiles consumed
 //     __device__ void column_done(int rho_w); };  // kRhoWOuter: every phase with this rho_w done
 template <typename P, MathMode kMath, typename Epilogue>
-__global__ void __launch_bounds__(P::kThreads, 1)
+__global__ void __launch_bounds__(P::kThreads, P::kMinBlocksPerSM)
     convt_implicit_gemm_kernel(ConvTArgs args, typename Epilogue::Params ep) {
   extern __shared__ float4 smem_f4[];
   float* smem = reinterpret_cast<float*>(smem_f4);

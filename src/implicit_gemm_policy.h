@@ -14,8 +14,9 @@
 
 namespace ctfuse {
 
-template <int MH_, int MW_, int BN_, int BK_, int STAGES_, int WARPS_M_, int WARPS_N_>
+template <int MH_, int MW_, int BN_, int BK_, int STAGES_, int WARPS_M_, int WARPS_N_, int MIN_BLOCKS_ = 1>
 struct ImplicitGemmPolicy {
+  static constexpr int kMinBlocksPerSM = MIN_BLOCKS_;  // __launch_bounds__: caps registers
   static constexpr int MH = MH_, MW = MW_;  // phase-pixel rows x columns of a block tile
   static constexpr int BM = MH * MW;
   static constexpr int BN = BN_, BK = BK_, STAGES = STAGES_;
