@@ -15,3 +15,4 @@ echo "tests: exit $? ($(grep -E '^\[  (PASSED|FAILED)' "$out/tests.log" | tr '\n
 ./build/bench/ctfuse_bench --v1 --json "$out/bench_v1.json" > "$out/bench_v1.log" 2>&1 || echo "bench --v1: exit $?"
 python3 bench/pytorch_baseline.py --json "$out/pytorch.json" > "$out/pytorch.log" 2>&1 || echo "pytorch: exit $?"
 python3 bench/pytorch_baseline.py --v1 --json "$out/pytorch_v1.json" > "$out/pytorch_v1.log" 2>&1 || echo "pytorch --v1: exit $?"
+python3 bench/merge_results.py "$out/h100.json" "$out/bench.json" "$out/bench_v1.json" "$out/pytorch.json" "$out/pytorch_v1.json"

@@ -76,6 +76,11 @@ std::vector<ConvCase> all_cases() {
   return cases;
 }
 
+// gtest prints parameters with this (instead of raw bytes).
+void PrintTo(const ConvCase& c, std::ostream* os) {
+  *os << testing::describe(c.p) << (c.math == MathMode::kTF32 ? " TF32" : " FP32") << (c.with_bias ? " +bias" : "");
+}
+
 class ConvT : public ::testing::TestWithParam<ConvCase> {};
 
 TEST_P(ConvT, MatchesFloat64Reference) {

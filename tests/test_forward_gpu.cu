@@ -110,6 +110,12 @@ std::vector<FwdCase> all_cases() {
   return cases;
 }
 
+void PrintTo(const FwdCase& c, std::ostream* os) {
+  *os << testing::describe(c.p) << (c.o.math == MathMode::kTF32 ? " TF32" : " FP32")
+      << (c.o.path == Path::kUnfused ? " unfused" : " fused") << (c.o.gelu == GeluMode::kTanh ? " tanh" : " erf")
+      << " bias_len=" << c.bias_len;
+}
+
 class Forward : public ::testing::TestWithParam<FwdCase> {};
 
 TEST_P(Forward, MatchesFloat64Reference) {

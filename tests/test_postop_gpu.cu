@@ -117,6 +117,8 @@ void check_case(const PostOpCase& c, uint64_t seed) {
   EXPECT_TRUE(eo.ok) << "out: " << eo.describe();
 }
 
+void PrintTo(const PostOpCase& c, std::ostream* os) { *os << describe(c); }
+
 class PostOpRandom : public ::testing::TestWithParam<PostOpCase> {};
 
 TEST_P(PostOpRandom, MatchesFloat64Reference) {
