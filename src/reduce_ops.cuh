@@ -44,8 +44,7 @@ struct ColumnOutput {
   int64_t W;
 };
 
-// Out of line: its double-precision GELU needs registers the hot loops can use better.
-static __device__ __noinline__ void finish_column(const ColumnOutput& o, int64_t n, int64_t w,
+__device__ __forceinline__ void finish_column(const ColumnOutput& o, int64_t n, int64_t w,
                                               double sum) {
   if (o.s) o.s[n * o.W + w] = static_cast<float>(sum);
   // PyTorch adds the bias to the fp32 GELU value, in fp32.
