@@ -75,7 +75,16 @@ Options parse(int argc, char** argv) {
     else if (a == "--runs") o.runs = static_cast<int>(next());
     else if (a == "--json") { if (i + 1 >= argc) std::exit(2); o.json = argv[++i]; }
     else if (a == "--only") { if (i + 1 >= argc) std::exit(2); o.only = argv[++i]; }
-    else if (a == "--v1") {  // the benchmark's first version
+    else if (a == "--help" || a == "-h") {
+      std::printf(
+          "ctfuse_bench: times every path of the op (validated first) on one problem.\n"
+          "  --N --C_in --C_out --H --W --k --stride --padding --output_padding --dilation --bias  problem\n"
+          "  --v1            the benchmark's first version (N=128, C_in=3, C_out=16, 32x32, bias 16)\n"
+          "  --runs R        timed runs per row (median reported), default 50\n"
+          "  --only a,b      run only these rows (e.g. postop,fused_tf32)\n"
+          "  --json FILE     write the records as JSON\n");
+      std::exit(0);
+    } else if (a == "--v1") {  // the benchmark's first version
       p.N = 128; p.C_in = 3; p.C_out = 16; p.H_in = p.W_in = 32; o.bias_len = 16;
     } else {
       std::fprintf(stderr, "unknown flag %s\n", a.c_str());

@@ -146,6 +146,98 @@ TEST_F(PostOpValidation, BadBiasGeluAndAlignment) {
   expect_rejected(call(misaligned, d, bias.data(), 3, GeluMode::kErf, out.data(), s.data()), "aligned");
 }
 
+// forward and conv_transpose2d check everything before queueing work; host buffers stand
+// in for device ones and must come back unchanged.
+class ConvValidation : public ::testing::Test {
+ protected:
+  ConvTranspose2dParams p = benchmark_params();
+  std::vector<float> x = std::vector<float>(64, 1.0f), w = std::vector<float>(64, 1.0f);
+  std::vector<float> cb = std::vector<float>(8, 0.0f), bias = std::vector<float>(4, 0.0f);
+  std::vector<float> out = std::vector<float>(64, -123.0f), s = std::vector<float>(64, -456.0f);
+  std::vector<float> y = std::vector<float>(64, -789.0f);
+  alignas(16) char ws[256] = {};
+  ForwardOptions opt;
+
+  void expect_untouched() {
+    for (float v : out) ASSERT_EQ(v, -123.0f);
+    for (float v : s) ASSERT_EQ(v, -456.0f);
+    for (float v : y) ASSERT_EQ(v, -789.0f);
+  }
+  Status fwd(const ConvTranspose2dParams& pp, const float* xp, const float* wp, const float* bp, int64_t blen,
+             const ForwardOptions& o, float* op, void* wsp, size_t ws_bytes) {
+    return forward(pp, xp, wp, cb.data(), bp, blen, o, op, s.data(), wsp, ws_bytes, nullptr);
+  }
+};
+
+TEST_F(ConvValidation, ForwardRejectsBadArguments) {
+  size_t need = 0;
+  ASSERT_TRUE(forward_workspace_size(p, 1, opt, &need).ok());
+  ASSERT_GT(need, sizeof(ws));  // the benchmark needs far more than this buffer
+  struct Case {
+    const char* what;
+    Status st;
+    const char* names;
+  };
+  ConvTranspose2dParams bad = p;
+  bad.stride_h = 0;
+  ForwardOptions bad_math = opt;
+  bad_math.math = static_cast<MathMode>(9);
+  ForwardOptions bad_path = opt;
+  bad_path.path = static_cast<Path>(5);
+  const float* misaligned = reinterpret_cast<const float*>(reinterpret_cast<const char*>(x.data()) + 1);
+  const Case cases[] = {
+      {"bad params", fwd(bad, x.data(), w.data(), bias.data(), 1, opt, out.data(), ws, need), "stride_h"},
+      {"null x", fwd(p, nullptr, w.data(), bias.data(), 1, opt, out.data(), ws, need), "x is null"},
+      {"null weight", fwd(p, x.data(), nullptr, bias.data(), 1, opt, out.data(), ws, need), "weight is null"},
+      {"null bias", fwd(p, x.data(), w.data(), nullptr, 1, opt, out.data(), ws, need), "bias is null"},
+      {"null out", fwd(p, x.data(), w.data(), bias.data(), 1, opt, nullptr, ws, need), "out is null"},
+      {"bias_len 0", fwd(p, x.data(), w.data(), bias.data(), 0, opt, out.data(), ws, need), "bias_len"},
+      {"math", fwd(p, x.data(), w.data(), bias.data(), 1, bad_math, out.data(), ws, need), "options.math"},
+      {"path", fwd(p, x.data(), w.data(), bias.data(), 1, bad_path, out.data(), ws, need), "options.path"},
+      {"misaligned x", fwd(p, misaligned, w.data(), bias.data(), 1, opt, out.data(), ws, need), "aligned"},
+      {"null workspace", fwd(p, x.data(), w.data(), bias.data(), 1, opt, out.data(), nullptr, need), "workspace is null"},
+      {"small workspace", fwd(p, x.data(), w.data(), bias.data(), 1, opt, out.data(), ws, need - 1), "workspace_bytes"},
+      {"misaligned workspace", fwd(p, x.data(), w.data(), bias.data(), 1, opt, out.data(), ws + 4, need), "16-byte"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.what);
+    EXPECT_EQ(c.st.code, StatusCode::kInvalidArgument);
+    EXPECT_NE(std::strstr(c.st.message, c.names), nullptr) << c.st.message;
+  }
+  expect_untouched();
+}
+
+TEST_F(ConvValidation, ConvTranspose2dRejectsBadArguments) {
+  size_t need = 0;
+  ASSERT_TRUE(conv_transpose2d_workspace_size(p, MathMode::kTF32, &need).ok());
+  auto conv = [&](const float* xp, const float* wp, float* yp, MathMode m, void* wsp, size_t bytes) {
+    return conv_transpose2d(p, xp, wp, cb.data(), yp, m, wsp, bytes, nullptr);
+  };
+  EXPECT_NE(std::strstr(conv(nullptr, w.data(), y.data(), MathMode::kTF32, ws, need).message, "x is null"), nullptr);
+  EXPECT_NE(std::strstr(conv(x.data(), nullptr, y.data(), MathMode::kTF32, ws, need).message, "weight is null"), nullptr);
+  EXPECT_NE(std::strstr(conv(x.data(), w.data(), nullptr, MathMode::kTF32, ws, need).message, "y is null"), nullptr);
+  EXPECT_NE(std::strstr(conv(x.data(), w.data(), y.data(), static_cast<MathMode>(3), ws, need).message, "math"), nullptr);
+  EXPECT_NE(std::strstr(conv(x.data(), w.data(), y.data(), MathMode::kTF32, ws, need - 1).message, "workspace_bytes"),
+            nullptr);
+  ConvTranspose2dParams bad = p;
+  bad.output_pad_w = 2;
+  const Status st = conv_transpose2d(bad, x.data(), w.data(), cb.data(), y.data(), MathMode::kTF32, ws, need, nullptr);
+  EXPECT_EQ(st.code, StatusCode::kInvalidArgument);
+  EXPECT_NE(std::strstr(st.message, "output_pad_w"), nullptr) << st.message;
+  expect_untouched();
+}
+
+TEST(Workspace, SizesAreSmallForFusedAndHoldYForUnfused) {
+  const ConvTranspose2dParams p = benchmark_params();
+  size_t fused = 0, unfused = 0, conv = 0;
+  ASSERT_TRUE(forward_workspace_size(p, 1, ForwardOptions{}, &fused).ok());
+  ASSERT_TRUE(forward_workspace_size(p, 1, ForwardOptions{MathMode::kTF32, GeluMode::kErf, Path::kUnfused}, &unfused).ok());
+  ASSERT_TRUE(conv_transpose2d_workspace_size(p, MathMode::kTF32, &conv).ok());
+  EXPECT_LT(fused, size_t(2) << 20);                     // packed weights + per-tile column sums
+  EXPECT_GE(unfused, size_t(16) * 128 * 256 * 256 * 4);  // y itself
+  EXPECT_LT(conv, size_t(1) << 20);
+}
+
 TEST(Status, CodeNames) {
   EXPECT_STREQ(status_code_name(StatusCode::kSuccess), "success");
   EXPECT_STREQ(status_code_name(StatusCode::kInvalidArgument), "invalid argument");
