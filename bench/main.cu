@@ -363,28 +363,23 @@ int main(int argc, char** argv) {
           c[i].config.bias == bench::CudnnBias::kAddTensor)
         nchw_eager = int(i);
     }
-    if (best >= 0) {
-      Record r{tf32 ? "cudnn_convt_tf32" : "cudnn_convt_fp32"};
-      r.t = c[size_t(best)].timing;
+    auto record = [&](const char* name, int idx, const std::string& what) {
+      Record r{name};
+      r.t = c[size_t(idx)].timing;
       r.tflops = flops / r.t.median_us * 1e-6;
       r.pct_of_floor = 100.0 * write_floor_us / r.t.median_us;
       r.floor_name = "write_roofline";
-      r.note = "fastest of all cuDNN configurations: " + c[size_t(best)].description;
+      r.note = what + c[size_t(idx)].description;
       recs.push_back(r);
+    };
+    if (best >= 0) {
+      record(tf32 ? "cudnn_convt_tf32" : "cudnn_convt_fp32", best, "fastest of all cuDNN configurations: ");
       if (tf32) {
-        cudnn_best_us = r.t.median_us;
+        cudnn_best_us = c[size_t(best)].timing.median_us;
         cudnn_best_layout = bench::to_string(c[size_t(best)].config.layout);
       }
     }
-    if (tf32 && nchw_eager >= 0) {
-      Record r{"cudnn_convt_tf32_nchw"};
-      r.t = c[size_t(nchw_eager)].timing;
-      r.tflops = flops / r.t.median_us * 1e-6;
-      r.pct_of_floor = 100.0 * write_floor_us / r.t.median_us;
-      r.floor_name = "write_roofline";
-      r.note = "the PyTorch-eager way (NCHW, bias added): " + c[size_t(nchw_eager)].description;
-      recs.push_back(r);
-    }
+    if (tf32 && nchw_eager >= 0) record("cudnn_convt_tf32_nchw", nchw_eager, "the PyTorch-eager way (NCHW, bias added): ");
   }
   // y is left holding cuDNN's NCHW conv + bias: the post-op below runs on it.
 #endif

@@ -156,17 +156,19 @@ double nan_propagating_min(double current, double v) {
   return v < current ? v : current;
 }
 
-std::vector<double> min_sum(const float* y, const Tensor4d& d) {
-  const int64_t N = d.n(), C = d.c(), H = d.h(), W = d.w();
+namespace {
+// s[n, w] = sum_h min_c y[n, c, h, w] for y of element type T at element strides st (N, C, H, W).
+template <typename T>
+std::vector<double> min_sum_strided(const T* y, int64_t N, int64_t C, int64_t H, int64_t W, const int64_t st[4]) {
   if (N <= 0 || C <= 0 || H <= 0 || W <= 0) throw std::invalid_argument("min_sum: empty tensor");
   std::vector<double> s(static_cast<size_t>(N * W));
   for (int64_t n = 0; n < N; ++n) {
     for (int64_t w = 0; w < W; ++w) {
       double sum = 0;
       for (int64_t h = 0; h < H; ++h) {
-        const float* col = y + n * d.stride[0] + h * d.stride[2] + w * d.stride[3];
+        const T* col = y + n * st[0] + h * st[2] + w * st[3];
         double m = col[0];
-        for (int64_t c = 1; c < C; ++c) m = nan_propagating_min(m, col[c * d.stride[1]]);
+        for (int64_t c = 1; c < C; ++c) m = nan_propagating_min(m, col[c * st[1]]);
         sum += m;
       }
       s[n * W + w] = sum;
@@ -174,23 +176,15 @@ std::vector<double> min_sum(const float* y, const Tensor4d& d) {
   }
   return s;
 }
+}  // namespace
+
+std::vector<double> min_sum(const float* y, const Tensor4d& d) {
+  return min_sum_strided(y, d.n(), d.c(), d.h(), d.w(), d.stride);
+}
 
 std::vector<double> min_sum(const double* y, int64_t N, int64_t C, int64_t H, int64_t W) {
-  if (N <= 0 || C <= 0 || H <= 0 || W <= 0) throw std::invalid_argument("min_sum: empty tensor");
-  std::vector<double> s(static_cast<size_t>(N * W));
-  for (int64_t n = 0; n < N; ++n) {
-    for (int64_t w = 0; w < W; ++w) {
-      double sum = 0;
-      for (int64_t h = 0; h < H; ++h) {
-        const double* col = y + ((n * C) * H + h) * W + w;
-        double m = col[0];
-        for (int64_t c = 1; c < C; ++c) m = nan_propagating_min(m, col[c * H * W]);
-        sum += m;
-      }
-      s[n * W + w] = sum;
-    }
-  }
-  return s;
+  const int64_t st[4] = {C * H * W, H * W, W, 1};
+  return min_sum_strided(y, N, C, H, W, st);
 }
 
 double gelu(double s, GeluMode mode) {
