@@ -384,50 +384,36 @@ int main(int argc, char** argv) {
   // y is left holding cuDNN's NCHW conv + bias: the post-op below runs on it.
 #endif
 
-  // postop: our kernel on y (y now holds a real convolution output).
-  if (o.want("postop")) {
-    check(ctfuse::min_sum_gelu_bias(y, y_desc, bias, o.bias_len, ctfuse::GeluMode::kErf, out, s, stream),
-          "min_sum_gelu_bias");
-    BENCH_CUDA_CHECK(cudaStreamSynchronize(stream));
-    if (!validate_postop(y, y_desc, s)) {
-      std::fprintf(stderr, "postop failed validation; not timed\n");
-      return 4;
-    }
-    Record r = time_row("postop", [&](cudaStream_t st) {
-      check(ctfuse::min_sum_gelu_bias(y, y_desc, bias, o.bias_len, ctfuse::GeluMode::kErf, out, s, st),
+  // postop: our kernel on y (y now holds a real convolution output), read as NCHW and,
+  // for cuDNN's fastest layout, as channels-last.
+  auto postop_row = [&](const char* name, const ctfuse::Tensor4d& desc, const char* note) {
+    auto run = [&](cudaStream_t st) {
+      check(ctfuse::min_sum_gelu_bias(y, desc, bias, o.bias_len, ctfuse::GeluMode::kErf, out, s, st),
             "min_sum_gelu_bias");
-    });
+    };
+    run(stream);
+    BENCH_CUDA_CHECK(cudaStreamSynchronize(stream));
+    if (!validate_postop(y, desc, s)) {
+      std::fprintf(stderr, "%s failed validation; not timed\n", name);
+      std::exit(4);
+    }
+    Record r = time_row(name, run);
     r.tflops = 0;
     r.gbps = y_bytes / r.t.median_us * 1e-3;
     r.pct_of_floor = 100.0 * read_floor_us / r.t.median_us;
     r.floor_name = "read_roofline";
-    r.note = "min over C, sum over H, GELU(erf), + bias on NCHW y";
+    r.note = note;
     recs.push_back(r);
-  }
+  };
+  if (o.want("postop")) postop_row("postop", y_desc, "min over C, sum over H, GELU(erf), + bias on NCHW y");
+  if (o.want("postop_nhwc"))
+    postop_row("postop_nhwc", ctfuse::make_nhwc(p.N, p.C_out, H, W), "the post-op on a channels-last y");
   auto median_of = [&](const std::string& name) {
     for (const Record& r : recs)
       if (r.name == name) return r.t.median_us;
     return 0.0;
   };
   const double postop_us = median_of("postop");
-  if (o.want("postop_nhwc")) {
-    // The same post-op on a channels-last y (cuDNN's fastest layout), read in place.
-    const ctfuse::Tensor4d nhwc = ctfuse::make_nhwc(p.N, p.C_out, H, W);
-    auto run = [&](cudaStream_t st) {
-      check(ctfuse::min_sum_gelu_bias(y, nhwc, bias, o.bias_len, ctfuse::GeluMode::kErf, out, s, st),
-            "min_sum_gelu_bias");
-    };
-    run(stream);
-    BENCH_CUDA_CHECK(cudaStreamSynchronize(stream));
-    if (!validate_postop(y, nhwc, s)) return 4;
-    Record r = time_row("postop_nhwc", run);
-    r.tflops = 0;
-    r.gbps = y_bytes / r.t.median_us * 1e-3;
-    r.pct_of_floor = 100.0 * read_floor_us / r.t.median_us;
-    r.floor_name = "read_roofline";
-    r.note = "the post-op on a channels-last y";
-    recs.push_back(r);
-  }
   const double postop_nhwc_us = median_of("postop_nhwc");
 #ifdef CTFUSE_BENCH_HAVE_CUDNN
   const double post = cudnn_best_layout == "NHWC" ? postop_nhwc_us : postop_us;
