@@ -4,13 +4,15 @@
 // "add bias, min over channels, sum over rows", so y is never stored.
 //
 // A block owns one image n and an MH x MW tile of the phase grid (Qh, Qw), and walks
-//   for rho_w, for rho_h (every output phase), for each tile of BN output channels:
+//   for every output phase (rho_h, rho_w), for each tile of BN output channels:
 //     acc = sum over the phase's taps and C_in of x_tap[pixel, ci] * w_tap[ci, co]
 //     epilogue.consume(acc)
 // The producer runs STAGES-1 k-steps ahead of the consumer along that same sequence,
 // across phase and channel-tile boundaries, so loads keep flowing while an epilogue runs.
 //
-// Operand layouts, chosen so that every fragment is one conflict-free shared load with
+// (the phase order is the epilogue's choice, see TileWalk).
+//
+// Operand layouts, chosen so that fragments come from conflict-free shared loads with
 // no register shuffling:
 //  - A (x) arrives k-major ([ci][pixel], as NCHW x is) through 4-byte cp.async (a tap's
 //    shift breaks 16-byte alignment). The mma reduces over k in any order and its rows
