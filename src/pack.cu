@@ -1,5 +1,6 @@
 // Geometry, workspace layout and weight packing, shared by conv_transpose2d and forward.
 #include <algorithm>
+#include <initializer_list>
 #include <numeric>
 
 #include "convt_dispatch.h"
@@ -18,6 +19,23 @@ Status make_geometry(const ConvTranspose2dParams& p, ConvTGeometry* g) {
     return unsupported("conv_transpose2d: N, C_in, C_out, H_out and W_out must be below 2^31 - 1024");
   if (p.pad_h + p.stride_h > kIntMax / 2 || p.pad_w + p.stride_w > kIntMax / 2)
     return unsupported("conv_transpose2d: pad_h/pad_w must be below 2^30");
+  // Element counts of x, weight and y must fit the kernels' 64-bit offsets with room to
+  // spare (the packed weights pad C_in and C_out up to a tile).
+  auto product_fits = [](std::initializer_list<int64_t> dims, int64_t limit) {
+    int64_t prod = 1;
+    for (int64_t d : dims) {
+      if (d > limit / prod) return false;
+      prod *= d;
+    }
+    return true;
+  };
+  constexpr int64_t kMaxElements = int64_t(1) << 56;
+  if (!product_fits({p.N, p.C_in, p.H_in, p.W_in}, kMaxElements))
+    return unsupported("conv_transpose2d: x has more than 2^56 elements");
+  if (!product_fits({p.C_in + 64, p.C_out + 256, p.kernel_h, p.kernel_w}, kMaxElements))
+    return unsupported("conv_transpose2d: weight has more than 2^56 elements");
+  if (!product_fits({p.N, p.C_out, H_out, W_out}, kMaxElements))
+    return unsupported("conv_transpose2d: y has more than 2^56 elements");
   g->N = int(p.N); g->C_in = int(p.C_in); g->H_in = int(p.H_in); g->W_in = int(p.W_in);
   g->C_out = int(p.C_out); g->H_out = int(H_out); g->W_out = int(W_out);
   g->kernel_h = int(p.kernel_h); g->kernel_w = int(p.kernel_w);

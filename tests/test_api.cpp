@@ -227,6 +227,22 @@ TEST_F(ConvValidation, ConvTranspose2dRejectsBadArguments) {
   expect_untouched();
 }
 
+TEST(Workspace, HugeProblemsAreUnsupportedNotWrapped) {
+  ConvTranspose2dParams p = benchmark_params();
+  p.C_in = p.C_out = int64_t(1) << 30;  // weight would have 2^60 * 9 elements
+  size_t bytes = 7;
+  const Status st = forward_workspace_size(p, 1, ForwardOptions{}, &bytes);
+  EXPECT_EQ(st.code, StatusCode::kUnsupported);
+  EXPECT_NE(std::strstr(st.message, "weight"), nullptr) << st.message;
+  EXPECT_EQ(bytes, 7u);
+  p = benchmark_params();
+  p.N = 256;
+  p.H_in = p.W_in = int64_t(1) << 20;  // x: 2^54 elements, fine; y: 2^57, too many
+  const Status sy = conv_transpose2d_workspace_size(p, MathMode::kTF32, &bytes);
+  EXPECT_EQ(sy.code, StatusCode::kUnsupported);
+  EXPECT_NE(std::strstr(sy.message, "y has"), nullptr) << sy.message;
+}
+
 TEST(Workspace, SizesAreSmallForFusedAndHoldYForUnfused) {
   const ConvTranspose2dParams p = benchmark_params();
   size_t fused = 0, unfused = 0, conv = 0;
