@@ -2,6 +2,7 @@
 #include "convt_dispatch.h"
 #include "ctfuse/ctfuse.h"
 #include "epilogues.cuh"
+#include "problem.h"
 #include "status_util.h"
 
 namespace ctfuse {
@@ -32,8 +33,7 @@ Status conv_transpose2d(const ConvTranspose2dParams& params, const float* x, con
   if (!x) return invalid("conv_transpose2d: x is null");
   if (!weight) return invalid("conv_transpose2d: weight is null");
   if (!y) return invalid("conv_transpose2d: y is null");
-  auto aligned = [](const void* p) { return reinterpret_cast<uintptr_t>(p) % 4 == 0; };
-  if (!aligned(x) || !aligned(weight) || !aligned(y) || (conv_bias && !aligned(conv_bias)))
+  if (!is_aligned(x, 4) || !is_aligned(weight, 4) || !is_aligned(y, 4) || (conv_bias && !is_aligned(conv_bias, 4)))
     return invalid("conv_transpose2d: x, weight, conv_bias and y must be 4-byte aligned");
   const WorkspaceLayout l = workspace_layout(g, math, 0);
   CTFUSE_RETURN_IF_ERROR(check_workspace(workspace, workspace_bytes, l.total,

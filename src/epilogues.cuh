@@ -107,7 +107,7 @@ struct MinSumEpilogue {
 
   __device__ void reset_min() {
 #pragma unroll
-    for (int i = 0; i < MI; ++i) run_min[i][0] = run_min[i][1] = __int_as_float(0x7f800000);  // +inf
+    for (int i = 0; i < MI; ++i) run_min[i][0] = run_min[i][1] = pos_inf();
   }
 
   __device__ void consume(const Accumulators<P>& acc, const AccLayout<P>& L, int, int, int n_tile) {

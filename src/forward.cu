@@ -7,12 +7,11 @@
 #include "convt_dispatch.h"
 #include "ctfuse/ctfuse.h"
 #include "epilogues.cuh"
+#include "problem.h"
 #include "status_util.h"
 
 namespace ctfuse {
 namespace {
-
-bool aligned(const void* p, size_t bytes) { return reinterpret_cast<uintptr_t>(p) % bytes == 0; }
 
 // The smallest MH in the table bounds the number of partial rows for any policy.
 constexpr int kMinMH = 4;
@@ -77,8 +76,8 @@ Status forward(const ConvTranspose2dParams& params, const float* x, const float*
   if (!out) return invalid("forward: out is null");
   if (bias_len < 1) return invalid("forward: bias_len must be >= 1");
   if (bias_len > (int64_t(1) << 40) / g.N / g.W_out) return invalid("forward: N * bias_len * W_out is too large");
-  if (!aligned(x, 4) || !aligned(weight, 4) || !aligned(bias, 4) || !aligned(out, 4) ||
-      (conv_bias && !aligned(conv_bias, 4)) || (s && !aligned(s, 4)))
+  if (!is_aligned(x, 4) || !is_aligned(weight, 4) || !is_aligned(bias, 4) || !is_aligned(out, 4) ||
+      (conv_bias && !is_aligned(conv_bias, 4)) || (s && !is_aligned(s, 4)))
     return invalid("forward: x, weight, conv_bias, bias, out and s must be 4-byte aligned");
   const Path path = resolve(options.path);
   const WorkspaceLayout l = workspace_layout(g, options.math, path_extra_bytes(g, path));

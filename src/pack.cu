@@ -4,6 +4,7 @@
 #include <numeric>
 
 #include "convt_dispatch.h"
+#include "problem.h"
 
 namespace ctfuse {
 namespace {
@@ -69,7 +70,7 @@ Status check_workspace(const void* workspace, size_t bytes, size_t needed, const
                        const char* small_msg, const char* align_msg) {
   if (!workspace) return invalid(null_msg);
   if (bytes < needed) return invalid(small_msg);
-  if (reinterpret_cast<uintptr_t>(workspace) % 16 != 0) return invalid(align_msg);
+  if (!is_aligned(workspace, 16)) return invalid(align_msg);
   return ok_status();
 }
 

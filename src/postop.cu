@@ -10,8 +10,6 @@
 namespace ctfuse {
 namespace {
 
-bool aligned(const void* p, size_t bytes) { return reinterpret_cast<uintptr_t>(p) % bytes == 0; }
-
 // Tiles beyond this are walked by the grid-stride loop inside the kernels.
 constexpr int64_t kMaxBlocks = int64_t{1} << 20;
 
@@ -36,10 +34,10 @@ Status min_sum_gelu_bias(const float* y, const Tensor4d& d, const float* bias, i
   if (!y) return invalid("min_sum_gelu_bias: y is null");
   if (!bias) return invalid("min_sum_gelu_bias: bias is null");
   if (!out) return invalid("min_sum_gelu_bias: out is null");
-  if (!aligned(y, 4)) return invalid("min_sum_gelu_bias: y is not 4-byte aligned");
-  if (!aligned(bias, 4)) return invalid("min_sum_gelu_bias: bias is not 4-byte aligned");
-  if (!aligned(out, 4)) return invalid("min_sum_gelu_bias: out is not 4-byte aligned");
-  if (s && !aligned(s, 4)) return invalid("min_sum_gelu_bias: s is not 4-byte aligned");
+  if (!is_aligned(y, 4)) return invalid("min_sum_gelu_bias: y is not 4-byte aligned");
+  if (!is_aligned(bias, 4)) return invalid("min_sum_gelu_bias: bias is not 4-byte aligned");
+  if (!is_aligned(out, 4)) return invalid("min_sum_gelu_bias: out is not 4-byte aligned");
+  if (s && !is_aligned(s, 4)) return invalid("min_sum_gelu_bias: s is not 4-byte aligned");
   for (int i = 0; i < 4; ++i)
     if (d.size[i] <= 0) return invalid("min_sum_gelu_bias: y_desc.size must be positive in every dimension");
   for (int i = 0; i < 4; ++i)
@@ -59,7 +57,7 @@ Status min_sum_gelu_bias(const float* y, const Tensor4d& d, const float* bias, i
   a.sN = d.stride[0]; a.sC = d.stride[1]; a.sH = d.stride[2]; a.sW = d.stride[3];
   a.col = ColumnOutput{bias, bias_len, gelu, out, s, a.W};
 
-  const bool vec_ok = aligned(y, 16) && a.sN % 4 == 0 && a.sH % 4 == 0;
+  const bool vec_ok = is_aligned(y, 16) && a.sN % 4 == 0 && a.sH % 4 == 0;
   if (a.sC == 1 && a.C > 1) {  // channels-last
     if (vec_ok && a.C % 4 == 0 && a.sW % 4 == 0) launch_c<PostOpC4>(a, stream);
     else launch_c<PostOpC1>(a, stream);

@@ -107,7 +107,7 @@ __global__ void __launch_bounds__(P::threads())
         const float* p = col + h * a.sH;
         float m[VEC];
 #pragma unroll
-        for (int v = 0; v < VEC; ++v) m[v] = __int_as_float(0x7f800000);  // +inf
+        for (int v = 0; v < VEC; ++v) m[v] = pos_inf();
         min_over_channels<VEC, P::unroll_c>(m, p, a.sC, a.C);
 #pragma unroll
         for (int v = 0; v < VEC; ++v) acc[v] += m[v];
@@ -143,7 +143,7 @@ __global__ void __launch_bounds__(P::threads())
 #pragma unroll
         for (int p = 0; p < PIX; ++p)
 #pragma unroll
-          for (int v = 0; v < VEC; ++v) m[p][v] = __int_as_float(0x7f800000);
+          for (int v = 0; v < VEC; ++v) m[p][v] = pos_inf();
         for (int64_t c = lane * VEC; c < a.C; c += 32 * VEC) {
           Vec<VEC> v[PIX];
 #pragma unroll
@@ -152,7 +152,7 @@ __global__ void __launch_bounds__(P::threads())
               v[p] = load_stream<VEC>(row + (p0 + p) * a.sW + c);
             } else {
 #pragma unroll
-              for (int e = 0; e < VEC; ++e) v[p].v[e] = __int_as_float(0x7f800000);
+              for (int e = 0; e < VEC; ++e) v[p].v[e] = pos_inf();
             }
           }
 #pragma unroll

@@ -8,6 +8,9 @@
 
 namespace ctfuse {
 
+// The neutral element of the channel minimum.
+__device__ __forceinline__ float pos_inf() { return __int_as_float(0x7f800000); }
+
 // torch.min semantics: NaN wins (fminf would drop it). PTX min.NaN (sm_80+) is one
 // instruction that returns NaN when either operand is NaN.
 __device__ __forceinline__ float nan_min(float m, float v) {
