@@ -8,8 +8,8 @@
 namespace ctfuse {
 
 Status launch_convt_store(const ConvTGeometry& g, const ConvTOperands& op, const float* conv_bias, float* y,
-                          MathMode math, cudaStream_t stream) {
-  return with_gemm_config(g, math, [&](auto c) {
+                          MathMode math, bool wgmma, cudaStream_t stream) {
+  return with_gemm_config(g, math, wgmma, [&](auto c) {
     return launch_convt_gemm<StoreEpilogue>(c, g, op, {conv_bias, y}, stream);
   });
 }
@@ -24,12 +24,27 @@ Status conv_transpose2d_workspace_size(const ConvTranspose2dParams& params, Math
   return ok_status();
 }
 
+Status mainloop_in_use(const ConvTranspose2dParams& params, MathMode math, MainloopKind mainloop, const char** name) {
+  if (!name) return invalid("mainloop_in_use: name is null");
+  if (math != MathMode::kTF32 && math != MathMode::kFP32) return invalid("mainloop_in_use: math is not a MathMode value");
+  if (mainloop != MainloopKind::kAuto && mainloop != MainloopKind::kPortable)
+    return invalid("mainloop_in_use: mainloop is not a MainloopKind value");
+  ConvTGeometry g;
+  CTFUSE_RETURN_IF_ERROR(make_geometry(params, &g));
+  bool wgmma = false;
+  CTFUSE_RETURN_IF_ERROR(use_wgmma(mainloop, math, g, &wgmma));
+  *name = wgmma ? "wgmma" : "mma.sync";
+  return ok_status();
+}
+
 Status conv_transpose2d(const ConvTranspose2dParams& params, const float* x, const float* weight,
                         const float* conv_bias, float* y, MathMode math, void* workspace, size_t workspace_bytes,
-                        cudaStream_t stream) {
+                        cudaStream_t stream, MainloopKind mainloop) {
   ConvTGeometry g;
   CTFUSE_RETURN_IF_ERROR(make_geometry(params, &g));
   if (math != MathMode::kTF32 && math != MathMode::kFP32) return invalid("conv_transpose2d: math is not a MathMode value");
+  if (mainloop != MainloopKind::kAuto && mainloop != MainloopKind::kPortable)
+    return invalid("conv_transpose2d: mainloop is not a MainloopKind value");
   if (!x) return invalid("conv_transpose2d: x is null");
   if (!weight) return invalid("conv_transpose2d: weight is null");
   if (!y) return invalid("conv_transpose2d: y is null");
@@ -40,9 +55,11 @@ Status conv_transpose2d(const ConvTranspose2dParams& params, const float* x, con
                                          "conv_transpose2d: workspace is null",
                                          "conv_transpose2d: workspace_bytes is smaller than conv_transpose2d_workspace_size",
                                          "conv_transpose2d: workspace is not 16-byte aligned"));
+  bool wgmma = false;
+  CTFUSE_RETURN_IF_ERROR(use_wgmma(mainloop, math, g, &wgmma));
   ConvTOperands op;
-  CTFUSE_RETURN_IF_ERROR(pack_weights(g, x, weight, math, static_cast<char*>(workspace), l, stream, &op));
-  return launch_convt_store(g, op, conv_bias, y, math, stream);
+  CTFUSE_RETURN_IF_ERROR(pack_weights(g, x, weight, math, wgmma, static_cast<char*>(workspace), l, stream, &op));
+  return launch_convt_store(g, op, conv_bias, y, math, wgmma, stream);
 }
 
 }  // namespace ctfuse

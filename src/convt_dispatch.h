@@ -21,17 +21,24 @@ struct GemmConfig {
   static constexpr MathMode kMath = kMathMode;
 };
 
+// Whether a call runs on the wgmma mainloop: asked for (kAuto), TF32 with C_out > 64
+// (the table's wgmma entry has 128-channel tiles), sm_90a code in this build
+// (CTFUSE_HAVE_SM90A, set by CMake), and the current device is sm_90.
+Status use_wgmma(MainloopKind kind, MathMode math, const ConvTGeometry& g, bool* wgmma);
+
 // The table entry for a problem (implicit_gemm_policy.h), handed to `f` as a GemmConfig.
 template <typename F>
-decltype(auto) with_gemm_config(const ConvTGeometry& g, MathMode math, F&& f) {
+decltype(auto) with_gemm_config(const ConvTGeometry& g, MathMode math, bool wgmma, F&& f) {
   const bool narrow = g.C_out <= 64;
   if (math == MathMode::kFP32)
     return narrow ? f(GemmConfig<GemmFP32Narrow, MathMode::kFP32>{}) : f(GemmConfig<GemmFP32Wide, MathMode::kFP32>{});
-  return narrow ? f(GemmConfig<GemmTF32Narrow, MathMode::kTF32>{}) : f(GemmConfig<GemmTF32Wide, MathMode::kTF32>{});
+  if (narrow) return f(GemmConfig<GemmTF32Narrow, MathMode::kTF32>{});
+  return wgmma ? f(GemmConfig<GemmTF32Wgmma, MathMode::kTF32>{}) : f(GemmConfig<GemmTF32Wide, MathMode::kTF32>{});
 }
 
-// Byte layout of a workspace: the packed weights (big, and small in FP32 mode), then
-// whatever the path needs (`extra`).
+// Byte layout of a workspace: the packed weights (big, and small in FP32 mode; sized for
+// either mainloop, so the size queries need no device), then whatever the path needs
+// (`extra`).
 struct WorkspaceLayout {
   size_t w_big = 0, w_small = 0, extra = 0, total = 0;
 };
@@ -41,12 +48,12 @@ Status check_workspace(const void* workspace, size_t bytes, size_t needed, const
                        const char* small_msg, const char* align_msg);
 
 // Queues the weight packing into the workspace and returns the mainloop's operands.
-Status pack_weights(const ConvTGeometry& g, const float* x, const float* weight, MathMode math, char* workspace,
-                    const WorkspaceLayout& layout, cudaStream_t stream, ConvTOperands* op);
+Status pack_weights(const ConvTGeometry& g, const float* x, const float* weight, MathMode math, bool wgmma,
+                    char* workspace, const WorkspaceLayout& layout, cudaStream_t stream, ConvTOperands* op);
 
 // The mainloop with the store epilogue: y = conv_transpose2d(x) + conv_bias (convt.cu).
 Status launch_convt_store(const ConvTGeometry& g, const ConvTOperands& op, const float* conv_bias, float* y,
-                          MathMode math, cudaStream_t stream);
+                          MathMode math, bool wgmma, cudaStream_t stream);
 
 // Launches the mainloop with `Epi<P>`; *tiles_h receives the number of block rows.
 template <template <typename> class Epi, typename Config>

@@ -33,7 +33,7 @@ struct StoreEpilogue {
   struct Shared {
     float tile[P::WARPS_M * P::WARPS_N][8][P::WM];  // a warp's 8 channels x WM pixels
   };
-  static_assert(P::MW == 32, "a warp's 32 lanes store one phase row");
+  static_assert(P::MW == 32 && P::WM % 32 == 0, "a warp's 32 lanes store one phase row");
   static_assert(sizeof(Shared) == store_epilogue_smem_bytes<P>(), "keep the policy's smem count exact");
 
   const Params& p;
@@ -56,6 +56,9 @@ struct StoreEpilogue {
         for (int v = 0; v < 4; ++v) t[2 * L.t + v % 2][L.pixel(i, v) - L.wm0] = acc[i][j][v];
       __syncwarp();
       const int co0 = n_tile * P::BN + L.wn0 + 8 * j;
+      float bias[8];  // loaded up front: independent loads, not one per store
+#pragma unroll
+      for (int c = 0; c < 8; ++c) bias[c] = p.conv_bias && co0 + c < g.C_out ? __ldg(p.conv_bias + co0 + c) : 0.f;
 #pragma unroll
       for (int q = 0; q < P::WM / 32; ++q) {
         const int m = L.wm0 + 32 * q + lane;  // tile pixel: row m / MW, column lane
@@ -65,7 +68,7 @@ struct StoreEpilogue {
         float* y_px = p.y + (int64_t(n) * g.C_out + co0) * plane + int64_t(oh) * g.W_out + ow;
 #pragma unroll
         for (int c = 0; c < 8; ++c)
-          if (co0 + c < g.C_out) y_px[c * plane] = t[c][32 * q + lane] + (p.conv_bias ? __ldg(p.conv_bias + co0 + c) : 0.f);
+          if (co0 + c < g.C_out) y_px[c * plane] = t[c][32 * q + lane] + bias[c];
       }
       __syncwarp();
     }
@@ -111,18 +114,39 @@ struct MinSumEpilogue {
   }
 
   __device__ void consume(const Accumulators<P>& acc, const AccLayout<P>& L, int, int, int n_tile) {
-    // Min over this thread's channels, then over the 4 lanes sharing its pixels.
+    if ((n_tile + 1) * P::BN <= g.C_out)
+      min_over_channels<false>(acc, L, n_tile);
+    else
+      min_over_channels<true>(acc, L, n_tile);  // the last tile of a C_out that is not a multiple of BN
+  }
+
+  // Min over this thread's channels of acc + conv_bias, then over the 4 lanes sharing its
+  // pixels. The bias values are loaded first, as independent loads: a load per channel
+  // inside the min loop serialised the epilogue on load latency. kMasked: channels past
+  // C_out are skipped (a select, not a branch; acc + inf would not do: an Inf in x makes
+  // a zero-padded channel's acc NaN).
+  template <bool kMasked>
+  __device__ __forceinline__ void min_over_channels(const Accumulators<P>& acc, const AccLayout<P>& L, int n_tile) {
+    float bias[AccLayout<P>::NJ][2];
 #pragma unroll
     for (int j = 0; j < AccLayout<P>::NJ; ++j)
 #pragma unroll
       for (int vc = 0; vc < 2; ++vc) {
         const int co = n_tile * P::BN + L.channel(j, vc);
-        if (co >= g.C_out) continue;
-        const float bias = p.conv_bias ? __ldg(p.conv_bias + co) : 0.f;
+        bias[j][vc] = p.conv_bias ? __ldg(p.conv_bias + (kMasked ? min(co, g.C_out - 1) : co)) : 0.f;
+      }
+#pragma unroll
+    for (int j = 0; j < AccLayout<P>::NJ; ++j)
+#pragma unroll
+      for (int vc = 0; vc < 2; ++vc) {
+        const bool valid = !kMasked || n_tile * P::BN + L.channel(j, vc) < g.C_out;
 #pragma unroll
         for (int i = 0; i < MI; ++i)
 #pragma unroll
-          for (int vr = 0; vr < 2; ++vr) run_min[i][vr] = nan_min(run_min[i][vr], acc[i][j][2 * vr + vc] + bias);
+          for (int vr = 0; vr < 2; ++vr) {
+            const float y = acc[i][j][2 * vr + vc] + bias[j][vc];
+            run_min[i][vr] = nan_min(run_min[i][vr], valid ? y : pos_inf());
+          }
       }
 #pragma unroll
     for (int i = 0; i < MI; ++i)

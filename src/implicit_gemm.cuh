@@ -16,13 +16,14 @@
 // no register shuffling:
 //  - A (x) arrives k-major ([ci][pixel], as NCHW x is) through 4-byte cp.async (a tap's
 //    shift breaks 16-byte alignment). The mma reduces over k in any order and its rows
-//    can be relabelled, so m-subtile 2P+s takes pixel 32P + 16s + 2g as row g and the
+//    can be relabelled, so m-subtile i takes pixel 16i + 2g as row g and the
 //    next pixel as row g + 8 (g = lane/4, t = lane%4): a fragment is two 8-byte loads,
 //    (pixels 2g, 2g+1) at k = t and at k = t + 4.
 //  - B (weights) is repacked once per call (pack_weights_kernel) into exactly the order
 //    the fragments want, so a 16-byte load gives one lane both registers of two n-subtiles.
-// Accumulator (i, j, v) of a thread: pixel wm0 + 32(i/2) + 16(i%2) + 2g + v/2,
-//                                    channel wn0 + 8j + 2t + v%2.
+//  - wgmma (sm_90a) takes the same A fragments from registers, so its accumulators come
+//    out in the same layout; B is read by the tensor cores straight from shared memory.
+// Accumulator (i, j, v) of a thread: pixel wm0 + 16i + 2g + v/2, channel wn0 + 8j + 2t + v%2.
 #pragma once
 
 #include <cstdint>
@@ -34,12 +35,18 @@
 namespace ctfuse {
 
 // ---- B: the packed weights -----------------------------------------------------------
-// Blocks of BK x BN (zero-padded past C_in and C_out), indexed [kh][kw][chunk][n_tile];
-// inside a block, element (k, n) sits where lane g*4+t of the warp reading n-subtiles
-// (2np, 2np+1) at k8 finds it: [k/8][n/16][lane][(n/8)%2][k%8/4].
+// Blocks of BK x BN (zero-padded past C_in and C_out), indexed [kh][kw][chunk][n_tile].
+// Inside a block, element (k, n) sits where its reader wants it:
+//  - mma.sync: where lane g*4+t of the warp reading n-subtiles (2np, 2np+1) finds it,
+//    [k/8][n/16][lane][(n/8)%2][k%8/4], so one 16-byte load fills two fragments;
+//  - wgmma: in the K-major, unswizzled core-matrix layout the shared-memory descriptor
+//    describes, [k/8][n/8][k%8/4][n%8][k%4]: 8 x 4 core matrices of 128 contiguous bytes,
+//    128 bytes apart along K and 256 along N (see Mainloop::wgmma_stage).
 template <typename P>
 struct PackedWeights {
   static constexpr int kBlockFloats = P::BK * P::BN;
+  static constexpr uint32_t kWgmmaKStrideBytes = 128, kWgmmaNStrideBytes = 256;
+  static constexpr uint32_t kWgmmaK8Bytes = P::BN * 8 * sizeof(float);  // one k8 slice of a block
 
   __host__ __device__ static int chunks(const ConvTGeometry& g) { return (g.C_in + P::BK - 1) / P::BK; }
   __host__ __device__ static int n_tiles(const ConvTGeometry& g) { return (g.C_out + P::BN - 1) / P::BN; }
@@ -50,8 +57,12 @@ struct PackedWeights {
     return ((int64_t(kh) * g.kernel_w + kw) * chunks(g) + chunk) * n_tiles(g) + n_tile;
   }
   __host__ __device__ static int offset_in_block(int k, int n) {
-    const int lane = (n % 8) * 4 + k % 4;
-    return (((k / 8) * (P::BN / 16) + n / 16) * 32 + lane) * 4 + ((n / 8) % 2) * 2 + (k % 8) / 4;
+    if constexpr (P::kWgmma) {
+      return ((((k / 8) * (P::BN / 8) + n / 8) * 2 + (k % 8) / 4) * 8 + n % 8) * 4 + k % 4;
+    } else {
+      const int lane = (n % 8) * 4 + k % 4;
+      return (((k / 8) * (P::BN / 16) + n / 16) * 32 + lane) * 4 + ((n / 8) % 2) * 2 + (k % 8) / 4;
+    }
   }
 };
 
@@ -63,12 +74,10 @@ __global__ void pack_weights_kernel(ConvTGeometry g, const float* __restrict__ w
   using PW = PackedWeights<P>;
   const int64_t total = PW::floats(g);
   for (int64_t e = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; e < total; e += int64_t(gridDim.x) * blockDim.x) {
-    // Invert offset_in_block: e = block * kBlockFloats + ((kb*BN/16 + np)*32 + lane)*4 + q.
     int64_t b = e / PW::kBlockFloats;
     const int r = int(e % PW::kBlockFloats);
-    const int q = r % 4, lane = (r / 4) % 32, np = (r / 128) % (P::BN / 16), kb = r / 128 / (P::BN / 16);
-    const int k = kb * 8 + lane % 4 + 4 * (q % 2);
-    const int n = np * 16 + 8 * (q / 2) + lane / 4;
+    const int k = r / P::BN, n = r % P::BN;
+    const int64_t dst = b * PW::kBlockFloats + PW::offset_in_block(k, n);
     const int n_tile = int(b % PW::n_tiles(g));
     b /= PW::n_tiles(g);
     const int chunk = int(b % PW::chunks(g));
@@ -78,8 +87,8 @@ __global__ void pack_weights_kernel(ConvTGeometry g, const float* __restrict__ w
     float v = 0.f;
     if (ci < g.C_in && co < g.C_out) v = w[((int64_t(ci) * g.C_out + co) * g.kernel_h + kh) * g.kernel_w + kw];
     const float hi = __uint_as_float(ptx::tf32_round(v));
-    big[e] = hi;
-    if constexpr (kMath == MathMode::kFP32) small[e] = isfinite(v) ? __uint_as_float(ptx::tf32_round(v - hi)) : 0.f;
+    big[dst] = hi;
+    if constexpr (kMath == MathMode::kFP32) small[dst] = isfinite(v) ? __uint_as_float(ptx::tf32_round(v - hi)) : 0.f;
   }
 }
 
@@ -100,7 +109,7 @@ struct AccLayout {
   __device__ explicit AccLayout(int warp, int lane)
       : wm0((warp / P::WARPS_N) * P::WM), wn0((warp % P::WARPS_N) * P::WN), g(lane / 4), t(lane % 4) {}
 
-  __device__ int pixel(int i, int v) const { return wm0 + 32 * (i / 2) + 16 * (i % 2) + 2 * g + v / 2; }
+  __device__ int pixel(int i, int v) const { return wm0 + 16 * i + 2 * g + v / 2; }
   __device__ int channel(int j, int v) const { return wn0 + 8 * j + 2 * t + v % 2; }
   __device__ int warp_n() const { return wn0 / P::WN; }
 };
@@ -257,7 +266,10 @@ struct Mainloop {
   // acc += the stage's A x B for this warp's tile, issuing the next stage's copies
   // (`lp`) in between.
   __device__ void mma(int stage, const AccLayout<P>& L, Accumulators<P>& acc, const LoadPlan& lp) const {
-    if constexpr (kMath == MathMode::kFP32) {
+    if constexpr (P::kWgmma) {
+      static_assert(kMath == MathMode::kTF32, "the wgmma mainloop is TF32 only");
+      wgmma_stage(stage, L, acc, lp);
+    } else if constexpr (kMath == MathMode::kFP32) {
       // The tensor cores' fp32 accumulation is not IEEE round-to-nearest: summing every
       // product of a long K into one fragment loses ~2^-23 of |acc| per mma (3xTF32 gave
       // 1.4e-6 on y that way on the H100). Accumulating one stage in a fresh fragment and
@@ -286,6 +298,43 @@ struct Mainloop {
   }
 
  private:
+  // sm_90a: per k8 step each warp loads and rounds its A fragments exactly as mma.sync
+  // does, then the warpgroup issues one m64n128k8 per m-subtile with B read from the
+  // stage by descriptor. The k8 steps of a stage run back to back on the tensor cores
+  // (wait<1>: the step before must be done before its A registers are reused); the stage
+  // is drained before returning, because the next k-step's copies overwrite it.
+  __device__ void wgmma_stage(int stage, const AccLayout<P>& L, Accumulators<P>& acc, const LoadPlan& lp) const {
+    constexpr int MI = AccLayout<P>::MI;
+    using PW = PackedWeights<P>;
+    const float* a_row = stage_a(stage) + L.t * P::A_STRIDE;
+    int col[MI];
+#pragma unroll
+    for (int i = 0; i < MI; ++i) col[i] = (L.wm0 + 16 * i + 2 * L.g) ^ (8 * L.t);
+    const uint32_t b_addr = ptx::smem_addr(stage_b(stage));
+#pragma unroll
+    for (int k8 = 0; k8 < P::BK; k8 += 8) {
+      issue_a<P::BK / 8>(lp, k8 / 8);
+      if (k8 == 0) issue_b(lp);
+      uint32_t a[MI][4];
+#pragma unroll
+      for (int i = 0; i < MI; ++i) {
+        const float* p = a_row + k8 * P::A_STRIDE + col[i];
+        const float2 lo = *reinterpret_cast<const float2*>(p);                     // k = t
+        const float2 hi = *reinterpret_cast<const float2*>(p + 4 * P::A_STRIDE);  // k = t + 4
+        a[i][0] = ptx::tf32_round(lo.x); a[i][1] = ptx::tf32_round(lo.y);
+        a[i][2] = ptx::tf32_round(hi.x); a[i][3] = ptx::tf32_round(hi.y);
+      }
+      const uint64_t b_desc =
+          ptx::wgmma_desc(b_addr + (k8 / 8) * PW::kWgmmaK8Bytes, PW::kWgmmaKStrideBytes, PW::kWgmmaNStrideBytes);
+      ptx::wgmma_fence();
+#pragma unroll
+      for (int i = 0; i < MI; ++i) ptx::wgmma_m64n128k8_tf32(acc[i], a[i], b_desc);
+      ptx::wgmma_commit();
+      ptx::wgmma_wait<1>();
+    }
+    ptx::wgmma_wait<0>();
+  }
+
   __device__ void mma_stage(int stage, const AccLayout<P>& L, Accumulators<P>& acc, const LoadPlan& lp) const {
     constexpr int MI = AccLayout<P>::MI, NJ = AccLayout<P>::NJ;
     // Fragment rows k8+t and k8+t+4 both have k % 4 = t: columns swizzled by 8t.
@@ -354,8 +403,7 @@ struct ConvTArgs {
 //     __device__ void phase_done(const AccLayout<P>&, int rho_h, int rho_w);  // all channel tiles consumed
 //     __device__ void column_done(int rho_w); };  // kRhoWOuter: every phase with this rho_w done
 template <typename P, MathMode kMath, typename Epilogue>
-__global__ void __launch_bounds__(P::kThreads, P::kMinBlocksPerSM)
-    convt_implicit_gemm_kernel(ConvTArgs args, typename Epilogue::Params ep) {
+__device__ __forceinline__ void convt_implicit_gemm(const ConvTArgs& args, const typename Epilogue::Params& ep) {
   extern __shared__ float4 smem_f4[];
   float* smem = reinterpret_cast<float*>(smem_f4);
   auto& ep_shared = *reinterpret_cast<typename Epilogue::Shared*>(smem + P::STAGES * stage_floats<P>(kMath));
@@ -408,6 +456,15 @@ __global__ void __launch_bounds__(P::kThreads, P::kMinBlocksPerSM)
     ptx::cp_async_wait<0>();
     __syncthreads();  // the next tile's prologue overwrites the stages
   }
+}
+
+template <typename P, MathMode kMath, typename Epilogue>
+__global__ void __launch_bounds__(P::kThreads, P::kMinBlocksPerSM)
+    convt_implicit_gemm_kernel(ConvTArgs args, typename Epilogue::Params ep) {
+  if constexpr (P::kWgmma && !ptx::kWgmmaCompiled)
+    __trap();  // not sm_90a code: the host never launches it (convt_dispatch.h)
+  else
+    convt_implicit_gemm<P, kMath, Epilogue>(args, ep);
 }
 
 }  // namespace ctfuse

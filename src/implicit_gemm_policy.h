@@ -14,9 +14,18 @@
 
 namespace ctfuse {
 
-template <int MH_, int MW_, int BN_, int BK_, int STAGES_, int WARPS_M_, int WARPS_N_, int MIN_BLOCKS_ = 1>
+// The tensor-core instruction the mainloop is built on.
+enum class MmaEngine {
+  kMmaSync,  // mma.sync m16n8k8: sm_80 and later, the RTX 4090 included
+  kWgmma,    // wgmma m64n128k8, one warpgroup (4 warps) per instruction: sm_90a only
+};
+
+template <int MH_, int MW_, int BN_, int BK_, int STAGES_, int WARPS_M_, int WARPS_N_, int MIN_BLOCKS_ = 1,
+          MmaEngine ENGINE_ = MmaEngine::kMmaSync>
 struct ImplicitGemmPolicy {
   static constexpr int kMinBlocksPerSM = MIN_BLOCKS_;  // __launch_bounds__: caps registers
+  static constexpr MmaEngine kEngine = ENGINE_;
+  static constexpr bool kWgmma = ENGINE_ == MmaEngine::kWgmma;
   static constexpr int MH = MH_, MW = MW_;  // phase-pixel rows x columns of a block tile
   static constexpr int BM = MH * MW;
   static constexpr int BN = BN_, BK = BK_, STAGES = STAGES_;
@@ -31,8 +40,11 @@ struct ImplicitGemmPolicy {
   // (PackedWeights), read lane-contiguously.
   static constexpr int A_STRIDE = BM;
 
-  static_assert(WM % 32 == 0, "a warp's rows come in 32-pixel pairs of m-subtiles");
+  static_assert(kWgmma ? WM % 16 == 0 : WM % 32 == 0,
+                "a warp's rows come in 16-pixel m-subtiles (mma.sync: in pairs, see Mainloop::mma_stage)");
   static_assert(WN % 16 == 0 && BN % 16 == 0, "B fragments come in pairs of n-subtiles");
+  static_assert(!kWgmma || (WN == 128 && BN == 128 && WARPS_M % 4 == 0),
+                "wgmma: each warpgroup (4 warps along M) covers all 128 columns (m64n128k8)");
   static_assert(BK % 8 == 0, "BK is a multiple of the mma's k = 8");
   static_assert(kThreads % BM == 0 || BM % kThreads == 0, "A loads: whole pixels per thread");
   static_assert(BK % (kThreads < BM ? 1 : kThreads / BM) == 0, "A loads: whole k rows per thread");
@@ -70,6 +82,13 @@ constexpr size_t min_sum_epilogue_smem_bytes() {
 // 386 | 64x128 bk32 s3: 512. Two stages leave more L1 for the re-read x lines (two
 // 64 KB blocks per SM on the H100; one on the 4090).
 using GemmTF32Wide = ImplicitGemmPolicy<4, 32, 128, 32, 2, 2, 2>;
+// TF32, C_out > 64 on sm_90 (H100/H200): wgmma, one warpgroup of 128 threads per block,
+// 128 pixels x 128 channels (two m64n128k8 per k8 step), two blocks per SM whose
+// barriers and epilogues interleave. Fused op at the benchmark shape, H100, 2026-11-25
+// (build/exp sweep, median of 20, no L2 scrub): this 273 us | 128x128 bk32 s3: 279 |
+// 256x128 (2 warpgroups) bk32 s2: 280 | 256x128 bk16 s4: 309 | 128x128 bk16 s4, 3 blocks:
+// 300 | mma.sync table entry above: 315.
+using GemmTF32Wgmma = ImplicitGemmPolicy<4, 32, 128, 32, 2, 4, 1, 2, MmaEngine::kWgmma>;
 // TF32, C_out <= 64 (e.g. the benchmark's first version, C_out = 16): 256 x 32 tiles.
 using GemmTF32Narrow = ImplicitGemmPolicy<8, 32, 32, 16, 4, 8, 1>;
 // FP32 (3xTF32): warp tiles of 32 x 32, since the split operands and the per-stage

@@ -53,10 +53,25 @@ Status make_geometry(const ConvTranspose2dParams& p, ConvTGeometry* g) {
   return ok_status();
 }
 
+Status use_wgmma(MainloopKind kind, MathMode math, const ConvTGeometry& g, bool* wgmma) {
+  *wgmma = false;
+#ifdef CTFUSE_HAVE_SM90A
+  if (kind != MainloopKind::kAuto || math != MathMode::kTF32 || g.C_out <= 64) return ok_status();
+  int device = 0, major = 0, minor = 0;
+  CTFUSE_RETURN_IF_ERROR(cuda_status(cudaGetDevice(&device)));
+  CTFUSE_RETURN_IF_ERROR(cuda_status(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device)));
+  CTFUSE_RETURN_IF_ERROR(cuda_status(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device)));
+  *wgmma = major == 9 && minor == 0;
+#else
+  (void)kind, (void)math, (void)g;
+#endif
+  return ok_status();
+}
+
 WorkspaceLayout workspace_layout(const ConvTGeometry& g, MathMode math, size_t extra_bytes) {
-  const size_t floats = with_gemm_config(g, math, [&](auto c) {
-    return size_t(PackedWeights<typename decltype(c)::P>::floats(g));
-  });
+  auto packed_floats = [&](auto c) { return size_t(PackedWeights<typename decltype(c)::P>::floats(g)); };
+  const size_t floats = std::max(with_gemm_config(g, math, false, packed_floats),
+                                 with_gemm_config(g, math, true, packed_floats));
   const size_t wbytes = round_up(floats * sizeof(float), 256);
   WorkspaceLayout l;
   l.w_big = 0;
@@ -74,12 +89,12 @@ Status check_workspace(const void* workspace, size_t bytes, size_t needed, const
   return ok_status();
 }
 
-Status pack_weights(const ConvTGeometry& g, const float* x, const float* weight, MathMode math, char* ws,
+Status pack_weights(const ConvTGeometry& g, const float* x, const float* weight, MathMode math, bool wgmma, char* ws,
                     const WorkspaceLayout& l, cudaStream_t stream, ConvTOperands* op) {
   float* big = reinterpret_cast<float*>(ws + l.w_big);
   float* small = reinterpret_cast<float*>(ws + l.w_small);
   *op = ConvTOperands{x, big, math == MathMode::kFP32 ? small : nullptr};
-  return with_gemm_config(g, math, [&](auto c) {
+  return with_gemm_config(g, math, wgmma, [&](auto c) {
     using C = decltype(c);
     const int64_t total = PackedWeights<typename C::P>::floats(g);
     const unsigned blocks = unsigned(std::min<int64_t>((total + 255) / 256, 4096));

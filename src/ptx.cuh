@@ -1,5 +1,5 @@
-// Thin wrappers over the PTX instructions the mainloop uses; all exist on sm_80+
-// (so on the RTX 4090, sm_89, and the H100, sm_90).
+// Thin wrappers over the PTX instructions the mainloops use. All but wgmma exist on
+// sm_80+ (so on the RTX 4090, sm_89, and the H100, sm_90); wgmma needs sm_90a.
 #pragma once
 
 #include <cstdint>
@@ -44,6 +44,69 @@ __device__ __forceinline__ void mma_tf32(float (&d)[4], const uint32_t (&a)[4], 
       "{%0,%1,%2,%3};\n"
       : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+}
+
+// ---- Hopper (sm_90a) warpgroup MMA ----------------------------------------------------
+// Only compiled for sm_90a (the "a" features are not forward compatible); elsewhere these
+// are empty, and the host never launches a kernel that uses them (see convt_dispatch.h).
+#if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
+#define CTFUSE_WGMMA_ENABLED 1
+constexpr bool kWgmmaCompiled = true;
+#else
+constexpr bool kWgmmaCompiled = false;
+#endif
+
+// Orders this thread's register writes (A fragments, accumulators) before the next wgmma.
+__device__ __forceinline__ void wgmma_fence() {
+#ifdef CTFUSE_WGMMA_ENABLED
+  asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
+#endif
+}
+
+__device__ __forceinline__ void wgmma_commit() {
+#ifdef CTFUSE_WGMMA_ENABLED
+  asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
+#endif
+}
+
+// Waits until at most N committed wgmma groups of this warpgroup are still running.
+template <int N>
+__device__ __forceinline__ void wgmma_wait() {
+#ifdef CTFUSE_WGMMA_ENABLED
+  asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory");
+#endif
+}
+
+// Shared-memory matrix descriptor, no swizzle: 8-row x 16-byte core matrices, `k_stride`
+// bytes apart along K and `mn_stride` bytes apart along M/N.
+__device__ __forceinline__ uint64_t wgmma_desc(uint32_t smem_byte_addr, uint32_t k_stride, uint32_t mn_stride) {
+  return uint64_t((smem_byte_addr & 0x3FFFF) >> 4) | uint64_t(k_stride >> 4) << 16 | uint64_t(mn_stride >> 4) << 32;
+}
+
+// D[64 x 128] += A[64 x 8] * B[8 x 128] for the warpgroup, tf32 in, fp32 accumulate.
+// A comes from registers in the mma.sync m16n8k8 fragment layout (each warp its 16
+// rows); B from shared memory (K-major, `b_desc`); D per warp is 16 n8-subtiles in the
+// m16n8 accumulator layout.
+__device__ __forceinline__ void wgmma_m64n128k8_tf32(float (&d)[16][4], const uint32_t (&a)[4], uint64_t b_desc) {
+#ifdef CTFUSE_WGMMA_ENABLED
+  asm volatile(
+      "{\n.reg .pred p;\nsetp.ne.b32 p, %69, 0;\n"  // p: accumulate into d
+      "wgmma.mma_async.sync.aligned.m64n128k8.f32.tf32.tf32 {"
+      "%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,"
+      "%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31,"
+      "%32,%33,%34,%35,%36,%37,%38,%39,%40,%41,%42,%43,%44,%45,%46,%47,"
+      "%48,%49,%50,%51,%52,%53,%54,%55,%56,%57,%58,%59,%60,%61,%62,%63"
+      "}, {%64,%65,%66,%67}, %68, p, 1, 1;\n}\n"
+      : "+f"(d[0][0]), "+f"(d[0][1]), "+f"(d[0][2]), "+f"(d[0][3]), "+f"(d[1][0]), "+f"(d[1][1]), "+f"(d[1][2]), "+f"(d[1][3]),
+        "+f"(d[2][0]), "+f"(d[2][1]), "+f"(d[2][2]), "+f"(d[2][3]), "+f"(d[3][0]), "+f"(d[3][1]), "+f"(d[3][2]), "+f"(d[3][3]),
+        "+f"(d[4][0]), "+f"(d[4][1]), "+f"(d[4][2]), "+f"(d[4][3]), "+f"(d[5][0]), "+f"(d[5][1]), "+f"(d[5][2]), "+f"(d[5][3]),
+        "+f"(d[6][0]), "+f"(d[6][1]), "+f"(d[6][2]), "+f"(d[6][3]), "+f"(d[7][0]), "+f"(d[7][1]), "+f"(d[7][2]), "+f"(d[7][3]),
+        "+f"(d[8][0]), "+f"(d[8][1]), "+f"(d[8][2]), "+f"(d[8][3]), "+f"(d[9][0]), "+f"(d[9][1]), "+f"(d[9][2]), "+f"(d[9][3]),
+        "+f"(d[10][0]), "+f"(d[10][1]), "+f"(d[10][2]), "+f"(d[10][3]), "+f"(d[11][0]), "+f"(d[11][1]), "+f"(d[11][2]), "+f"(d[11][3]),
+        "+f"(d[12][0]), "+f"(d[12][1]), "+f"(d[12][2]), "+f"(d[12][3]), "+f"(d[13][0]), "+f"(d[13][1]), "+f"(d[13][2]), "+f"(d[13][3]),
+        "+f"(d[14][0]), "+f"(d[14][1]), "+f"(d[14][2]), "+f"(d[14][3]), "+f"(d[15][0]), "+f"(d[15][1]), "+f"(d[15][2]), "+f"(d[15][3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b_desc), "r"(1));
+#endif
 }
 
 }  // namespace ctfuse::ptx

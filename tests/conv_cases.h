@@ -56,6 +56,8 @@ inline std::vector<ConvTranspose2dParams> edge_cases() {
       make_params(1, 3, 16, 40, 36, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1),    // several block tiles
       make_params(2, 64, 128, 12, 20, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1),  // the benchmark's channels
       make_params(1, 48, 130, 19, 9, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1),   // benchmark-like, C_out = 130
+      make_params(2, 9, 100, 7, 6, 5, 3, 3, 2, 2, 1, 2, 1, 2, 1),     // C_out = 100: odd geometry, wide tiles
+      make_params(2, 7, 129, 1, 1, 3, 3, 2, 2, 0, 0, 1, 1, 1, 1),     // H_in = W_in = 1, C_out = 129
   };
 }
 

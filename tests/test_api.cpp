@@ -184,6 +184,8 @@ TEST_F(ConvValidation, ForwardRejectsBadArguments) {
   bad_math.math = static_cast<MathMode>(9);
   ForwardOptions bad_path = opt;
   bad_path.path = static_cast<Path>(5);
+  ForwardOptions bad_mainloop = opt;
+  bad_mainloop.mainloop = static_cast<MainloopKind>(4);
   const float* misaligned = reinterpret_cast<const float*>(reinterpret_cast<const char*>(x.data()) + 1);
   const Case cases[] = {
       {"bad params", fwd(bad, x.data(), w.data(), bias.data(), 1, opt, out.data(), ws, need), "stride_h"},
@@ -194,6 +196,7 @@ TEST_F(ConvValidation, ForwardRejectsBadArguments) {
       {"bias_len 0", fwd(p, x.data(), w.data(), bias.data(), 0, opt, out.data(), ws, need), "bias_len"},
       {"math", fwd(p, x.data(), w.data(), bias.data(), 1, bad_math, out.data(), ws, need), "options.math"},
       {"path", fwd(p, x.data(), w.data(), bias.data(), 1, bad_path, out.data(), ws, need), "options.path"},
+      {"mainloop", fwd(p, x.data(), w.data(), bias.data(), 1, bad_mainloop, out.data(), ws, need), "options.mainloop"},
       {"misaligned x", fwd(p, misaligned, w.data(), bias.data(), 1, opt, out.data(), ws, need), "aligned"},
       {"null workspace", fwd(p, x.data(), w.data(), bias.data(), 1, opt, out.data(), nullptr, need), "workspace is null"},
       {"small workspace", fwd(p, x.data(), w.data(), bias.data(), 1, opt, out.data(), ws, need - 1), "workspace_bytes"},
@@ -219,12 +222,30 @@ TEST_F(ConvValidation, ConvTranspose2dRejectsBadArguments) {
   EXPECT_NE(std::strstr(conv(x.data(), w.data(), y.data(), static_cast<MathMode>(3), ws, need).message, "math"), nullptr);
   EXPECT_NE(std::strstr(conv(x.data(), w.data(), y.data(), MathMode::kTF32, ws, need - 1).message, "workspace_bytes"),
             nullptr);
+  const Status bad_kind = conv_transpose2d(p, x.data(), w.data(), cb.data(), y.data(), MathMode::kTF32, ws, need,
+                                           nullptr, static_cast<MainloopKind>(2));
+  EXPECT_EQ(bad_kind.code, StatusCode::kInvalidArgument);
+  EXPECT_NE(std::strstr(bad_kind.message, "mainloop"), nullptr) << bad_kind.message;
   ConvTranspose2dParams bad = p;
   bad.output_pad_w = 2;
   const Status st = conv_transpose2d(bad, x.data(), w.data(), cb.data(), y.data(), MathMode::kTF32, ws, need, nullptr);
   EXPECT_EQ(st.code, StatusCode::kInvalidArgument);
   EXPECT_NE(std::strstr(st.message, "output_pad_w"), nullptr) << st.message;
   expect_untouched();
+}
+
+TEST(MainloopInUse, ChecksArgumentsAndNamesTheMainloop) {
+  const ConvTranspose2dParams p = benchmark_params();
+  const char* name = "unchanged";
+  EXPECT_EQ(mainloop_in_use(p, MathMode::kTF32, MainloopKind::kAuto, nullptr).code, StatusCode::kInvalidArgument);
+  EXPECT_EQ(mainloop_in_use(p, MathMode::kTF32, static_cast<MainloopKind>(3), &name).code, StatusCode::kInvalidArgument);
+  EXPECT_EQ(mainloop_in_use(p, static_cast<MathMode>(3), MainloopKind::kAuto, &name).code, StatusCode::kInvalidArgument);
+  EXPECT_STREQ(name, "unchanged");
+  // No device needed: these never run on wgmma.
+  ASSERT_TRUE(mainloop_in_use(p, MathMode::kTF32, MainloopKind::kPortable, &name).ok());
+  EXPECT_STREQ(name, "mma.sync");
+  ASSERT_TRUE(mainloop_in_use(p, MathMode::kFP32, MainloopKind::kAuto, &name).ok());
+  EXPECT_STREQ(name, "mma.sync");
 }
 
 TEST(Workspace, HugeProblemsAreUnsupportedNotWrapped) {
@@ -297,6 +318,7 @@ void expect_gemm_fits_4090(const char* name, MathMode math) {
 TEST(TuningTable, ImplicitGemmFits4090) {
   expect_gemm_fits_4090<GemmTF32Wide>("GemmTF32Wide", MathMode::kTF32);
   expect_gemm_fits_4090<GemmTF32Narrow>("GemmTF32Narrow", MathMode::kTF32);
+  expect_gemm_fits_4090<GemmTF32Wgmma>("GemmTF32Wgmma", MathMode::kTF32);  // sm_90 only, but kept to the same limits
   expect_gemm_fits_4090<GemmFP32Wide>("GemmFP32Wide", MathMode::kFP32);
   expect_gemm_fits_4090<GemmFP32Narrow>("GemmFP32Narrow", MathMode::kFP32);
 }

@@ -4,6 +4,7 @@
 // poisoned before each run; and the PyTorch golden files.
 #include <cmath>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -25,7 +26,7 @@ struct ConvResult {
 };
 
 ConvResult run_conv(const ConvTranspose2dParams& p, const std::vector<float>& x, const std::vector<float>& w,
-                    const std::vector<float>& cb, MathMode math) {
+                    const std::vector<float>& cb, MathMode math, MainloopKind mainloop) {
   int64_t H = 0, W = 0;
   conv_transpose2d_output_hw(p, &H, &W);
   size_t ws_bytes = 0;
@@ -36,7 +37,7 @@ ConvResult run_conv(const ConvTranspose2dParams& p, const std::vector<float>& x,
   DeviceBuffer<char> ws(ws_bytes);
   dy.fill(testing::poison_value());
   r.st = conv_transpose2d(p, dx.get(), dw.get(), cb.empty() ? nullptr : dcb.get(), dy.get(), math, ws.get(),
-                          ws_bytes, nullptr);
+                          ws_bytes, nullptr, mainloop);
   const cudaError_t e = cudaDeviceSynchronize();
   if (r.st.ok() && e != cudaSuccess) r.st = Status{StatusCode::kCudaError, cudaGetErrorString(e), e};
   r.y = dy.download();
@@ -45,8 +46,8 @@ ConvResult run_conv(const ConvTranspose2dParams& p, const std::vector<float>& x,
 
 // Normwise and a-priori elementwise checks of y; `unit` is the per-product error unit.
 void check_y(const ConvTranspose2dParams& p, const std::vector<float>& x, const std::vector<float>& w,
-             const std::vector<float>& cb, MathMode math) {
-  const ConvResult r = run_conv(p, x, w, cb, math);
+             const std::vector<float>& cb, MathMode math, MainloopKind mainloop) {
+  const ConvResult r = run_conv(p, x, w, cb, math, mainloop);
   ASSERT_TRUE(r.st.ok()) << r.st.message;
   const std::vector<double> ref = ref::conv_transpose2d(p, x.data(), w.data(), cb.empty() ? nullptr : cb.data());
   const std::vector<double> A = ref::conv_transpose2d_abs(p, x.data(), w.data());
@@ -64,21 +65,32 @@ struct ConvCase {
   ConvTranspose2dParams p;
   MathMode math;
   bool with_bias;
+  MainloopKind mainloop;
 };
+
+// "TF32" (the device's fastest mainloop), "TF32 portable" (mma.sync) or "FP32".
+std::string mode_name(MathMode math, MainloopKind mainloop) {
+  if (math == MathMode::kFP32) return "FP32";
+  return mainloop == MainloopKind::kPortable ? "TF32 portable" : "TF32";
+}
 
 std::vector<ConvCase> all_cases() {
   std::vector<ConvCase> cases;
   std::vector<ConvTranspose2dParams> ps = testing::edge_cases();
   const std::vector<ConvTranspose2dParams> rnd = testing::random_cases(testing::test_seed() ^ 0xc0ffee, 16);
   ps.insert(ps.end(), rnd.begin(), rnd.end());
-  for (size_t i = 0; i < ps.size(); ++i)
-    for (MathMode m : {MathMode::kTF32, MathMode::kFP32}) cases.push_back({ps[i], m, i % 5 != 3});
+  // TF32 runs on both mainloops (they differ on sm_90: wgmma and mma.sync).
+  for (size_t i = 0; i < ps.size(); ++i) {
+    cases.push_back({ps[i], MathMode::kTF32, i % 5 != 3, MainloopKind::kAuto});
+    cases.push_back({ps[i], MathMode::kTF32, i % 5 != 3, MainloopKind::kPortable});
+    cases.push_back({ps[i], MathMode::kFP32, i % 5 != 3, MainloopKind::kAuto});
+  }
   return cases;
 }
 
 // gtest prints parameters with this (instead of raw bytes).
 void PrintTo(const ConvCase& c, std::ostream* os) {
-  *os << testing::describe(c.p) << (c.math == MathMode::kTF32 ? " TF32" : " FP32") << (c.with_bias ? " +bias" : "");
+  *os << testing::describe(c.p) << " " << mode_name(c.math, c.mainloop) << (c.with_bias ? " +bias" : "");
 }
 
 class ConvT : public ::testing::TestWithParam<ConvCase> {};
@@ -87,16 +99,16 @@ TEST_P(ConvT, MatchesFloat64Reference) {
   CTFUSE_REQUIRE_GPU();
   const ConvCase& c = GetParam();
   const uint64_t seed = testing::test_seed() ^ std::hash<std::string>{}(testing::describe(c.p));
-  SCOPED_TRACE(testing::describe(c.p) + (c.math == MathMode::kTF32 ? " TF32" : " FP32") +
-               " seed=" + std::to_string(seed));
+  SCOPED_TRACE(testing::describe(c.p) + " " + mode_name(c.math, c.mainloop) + " seed=" + std::to_string(seed));
   const testing::ProblemData d = testing::make_data(c.p, 1, seed, false);
-  check_y(c.p, d.x, d.weight, c.with_bias ? d.conv_bias : std::vector<float>{}, c.math);
+  check_y(c.p, d.x, d.weight, c.with_bias ? d.conv_bias : std::vector<float>{}, c.math, c.mainloop);
 }
 
 INSTANTIATE_TEST_SUITE_P(Problems, ConvT, ::testing::ValuesIn(all_cases()),
                          [](const ::testing::TestParamInfo<ConvCase>& info) {
-                           return std::to_string(info.index) +
-                                  (info.param.math == MathMode::kTF32 ? "_TF32" : "_FP32");
+                           std::string m = mode_name(info.param.math, info.param.mainloop);
+                           for (char& ch : m) ch = ch == ' ' ? '_' : ch;
+                           return std::to_string(info.index) + "_" + m;
                          });
 
 // The PyTorch golden files: y to the TF32/FP32 bounds, NaN/Inf where PyTorch has them.
@@ -104,16 +116,40 @@ TEST(ConvTGolden, MatchesPyTorch) {
   CTFUSE_REQUIRE_GPU();
   const std::vector<std::string> files = ref::list_golden_files(ref::golden_dir());
   ASSERT_FALSE(files.empty());
+  const std::pair<MathMode, MainloopKind> modes[] = {{MathMode::kTF32, MainloopKind::kAuto},
+                                                     {MathMode::kTF32, MainloopKind::kPortable},
+                                                     {MathMode::kFP32, MainloopKind::kAuto}};
   for (const std::string& f : files)
-    for (MathMode math : {MathMode::kTF32, MathMode::kFP32}) {
-      SCOPED_TRACE(f + (math == MathMode::kTF32 ? " TF32" : " FP32"));
+    for (const auto& [math, mainloop] : modes) {
+      SCOPED_TRACE(f + " " + mode_name(math, mainloop));
       ref::GoldenCase g;
       std::string err;
       ASSERT_TRUE(ref::read_golden(f, &g, &err)) << err;
-      const ConvResult r = run_conv(g.p, g.x, g.weight, g.conv_bias, math);
+      const ConvResult r = run_conv(g.p, g.x, g.weight, g.conv_bias, math, mainloop);
       ASSERT_TRUE(r.st.ok()) << r.st.message;
       EXPECT_LE(ref::normwise_rel_error(r.y.data(), g.y.data(), g.y.size()), math == MathMode::kTF32 ? 2e-3 : 2e-6);
     }
+}
+
+// On sm_90 with sm_90a code built in (the default), TF32 with C_out > 64 runs on wgmma:
+// the tests above then cover both mainloops. Elsewhere everything is mma.sync.
+TEST(Mainloop, WgmmaWhereBuiltAndSupported) {
+  CTFUSE_REQUIRE_GPU();
+  int device = 0, major = 0, minor = 0;
+  CUDA_ASSERT(cudaGetDevice(&device));
+  CUDA_ASSERT(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
+  CUDA_ASSERT(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device));
+  const ConvTranspose2dParams wide = testing::make_params(2, 64, 128, 16, 16, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1);
+  const ConvTranspose2dParams narrow = testing::make_params(2, 64, 64, 16, 16, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1);
+  const char* name = nullptr;
+  ASSERT_TRUE(mainloop_in_use(wide, MathMode::kTF32, MainloopKind::kAuto, &name).ok());
+  EXPECT_STREQ(name, major == 9 && minor == 0 ? "wgmma" : "mma.sync");
+  ASSERT_TRUE(mainloop_in_use(wide, MathMode::kTF32, MainloopKind::kPortable, &name).ok());
+  EXPECT_STREQ(name, "mma.sync");
+  ASSERT_TRUE(mainloop_in_use(wide, MathMode::kFP32, MainloopKind::kAuto, &name).ok());
+  EXPECT_STREQ(name, "mma.sync");
+  ASSERT_TRUE(mainloop_in_use(narrow, MathMode::kTF32, MainloopKind::kAuto, &name).ok());
+  EXPECT_STREQ(name, "mma.sync");
 }
 
 }  // namespace

@@ -6,6 +6,7 @@
 #include <cstring>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -122,14 +123,21 @@ std::vector<FwdCase> all_cases() {
     const int64_t bias_len = i % 3 == 1 ? ps[i].C_out : 1;
     const GeluMode gelu = i % 4 == 2 ? GeluMode::kTanh : GeluMode::kErf;
     cases.push_back({ps[i], {MathMode::kTF32, gelu, Path::kFused}, bias_len});
+    cases.push_back({ps[i], {MathMode::kTF32, gelu, Path::kFused, MainloopKind::kPortable}, bias_len});
     cases.push_back({ps[i], {MathMode::kFP32, gelu, Path::kFused}, bias_len});
     if (i % 4 == 0) cases.push_back({ps[i], {MathMode::kTF32, gelu, Path::kUnfused}, bias_len});
   }
   return cases;
 }
 
+// "TF32" (the device's fastest mainloop), "TF32 portable" (mma.sync) or "FP32".
+std::string mode_name(const ForwardOptions& o) {
+  if (o.math == MathMode::kFP32) return "FP32";
+  return o.mainloop == MainloopKind::kPortable ? "TF32 portable" : "TF32";
+}
+
 void PrintTo(const FwdCase& c, std::ostream* os) {
-  *os << testing::describe(c.p) << (c.o.math == MathMode::kTF32 ? " TF32" : " FP32")
+  *os << testing::describe(c.p) << " " << mode_name(c.o)
       << (c.o.path == Path::kUnfused ? " unfused" : " fused") << (c.o.gelu == GeluMode::kTanh ? " tanh" : " erf")
       << " bias_len=" << c.bias_len;
 }
@@ -140,7 +148,7 @@ TEST_P(Forward, MatchesFloat64Reference) {
   CTFUSE_REQUIRE_GPU();
   const FwdCase& c = GetParam();
   const uint64_t seed = testing::test_seed() ^ std::hash<std::string>{}(testing::describe(c.p)) ^ 77;
-  SCOPED_TRACE(testing::describe(c.p) + (c.o.math == MathMode::kTF32 ? " TF32" : " FP32") +
+  SCOPED_TRACE(testing::describe(c.p) + " " + mode_name(c.o) +
                (c.o.path == Path::kUnfused ? " unfused" : " fused") + " bias_len=" + std::to_string(c.bias_len) +
                " seed=" + std::to_string(seed));
   const testing::ProblemData d = testing::make_data(c.p, c.bias_len, seed, true);
@@ -149,8 +157,9 @@ TEST_P(Forward, MatchesFloat64Reference) {
 
 INSTANTIATE_TEST_SUITE_P(Problems, Forward, ::testing::ValuesIn(all_cases()),
                          [](const ::testing::TestParamInfo<FwdCase>& info) {
-                           return std::to_string(info.index) +
-                                  (info.param.o.math == MathMode::kTF32 ? "_TF32" : "_FP32") +
+                           std::string m = mode_name(info.param.o);
+                           for (char& ch : m) ch = ch == ' ' ? '_' : ch;
+                           return std::to_string(info.index) + "_" + m +
                                   (info.param.o.path == Path::kUnfused ? "_unfused" : "_fused");
                          });
 
@@ -158,8 +167,10 @@ TEST(ForwardFused, BitwiseReproducible) {
   CTFUSE_REQUIRE_GPU();
   const ConvTranspose2dParams p = testing::make_params(3, 32, 128, 20, 24, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1);
   const testing::ProblemData d = testing::make_data(p, 1, testing::test_seed(), true);
-  for (MathMode m : {MathMode::kTF32, MathMode::kFP32}) {
-    const ForwardOptions o{m, GeluMode::kErf, Path::kFused};
+  for (const ForwardOptions o : {ForwardOptions{MathMode::kTF32, GeluMode::kErf, Path::kFused},
+                                 ForwardOptions{MathMode::kTF32, GeluMode::kErf, Path::kFused, MainloopKind::kPortable},
+                                 ForwardOptions{MathMode::kFP32, GeluMode::kErf, Path::kFused}}) {
+    SCOPED_TRACE(mode_name(o));
     const ForwardResult a = run_forward(p, d, o), b = run_forward(p, d, o);
     ASSERT_TRUE(a.st.ok() && b.st.ok());
     EXPECT_EQ(0, std::memcmp(a.s.data(), b.s.data(), a.s.size() * 4));
@@ -239,13 +250,16 @@ TEST(ForwardGolden, MatchesPyTorch) {
   ASSERT_FALSE(files.empty());
   for (const std::string& f : files)
     for (Path path : {Path::kFused, Path::kUnfused})
-      for (MathMode math : {MathMode::kTF32, MathMode::kFP32}) {
-        SCOPED_TRACE(f + (math == MathMode::kTF32 ? " TF32" : " FP32") + (path == Path::kFused ? " fused" : " unfused"));
+      for (const auto& [math, mainloop] : {std::pair{MathMode::kTF32, MainloopKind::kAuto},
+                                           std::pair{MathMode::kTF32, MainloopKind::kPortable},
+                                           std::pair{MathMode::kFP32, MainloopKind::kAuto}}) {
+        SCOPED_TRACE(f + " " + mode_name({math, GeluMode::kErf, path, mainloop}) +
+                     (path == Path::kFused ? " fused" : " unfused"));
         ref::GoldenCase g;
         std::string err;
         ASSERT_TRUE(ref::read_golden(f, &g, &err)) << err;
         const testing::ProblemData d{g.x, g.weight, g.conv_bias, g.bias};
-        const ForwardResult r = run_forward(g.p, d, {math, g.gelu, path}, !g.conv_bias.empty());
+        const ForwardResult r = run_forward(g.p, d, {math, g.gelu, path, mainloop}, !g.conv_bias.empty());
         ASSERT_TRUE(r.st.ok()) << r.st.message;
         const std::vector<double> A = ref::conv_transpose2d_abs(g.p, g.x.data(), g.weight.data());
         const double K = double(g.p.C_in) * g.p.kernel_h * g.p.kernel_w;

@@ -35,12 +35,19 @@ Status min_sum_gelu_bias(const float* y, const Tensor4d& y_desc, const float* bi
 // x [N, C_in, H_in, W_in], weight [C_in, C_out, kernel_h, kernel_w] (PyTorch's layout),
 // conv_bias [C_out] or null, y [N, C_out, H_out, W_out]; all NCHW-contiguous fp32.
 // The workspace holds the weights repacked for the tensor cores (a few hundred KB); its
-// size comes from conv_transpose2d_workspace_size and it must be 16-byte aligned.
+// size comes from conv_transpose2d_workspace_size (the same for every MainloopKind) and
+// it must be 16-byte aligned.
 Status conv_transpose2d_workspace_size(const ConvTranspose2dParams& params, MathMode math,
                                        size_t* bytes);
 Status conv_transpose2d(const ConvTranspose2dParams& params, const float* x, const float* weight,
                         const float* conv_bias, float* y, MathMode math, void* workspace,
-                        size_t workspace_bytes, cudaStream_t stream);
+                        size_t workspace_bytes, cudaStream_t stream,
+                        MainloopKind mainloop = MainloopKind::kAuto);
+
+// The mainloop that conv_transpose2d or forward with these arguments runs on the current
+// device: *name = "wgmma" or "mma.sync" (a static string). For logs and benchmarks.
+Status mainloop_in_use(const ConvTranspose2dParams& params, MathMode math, MainloopKind mainloop,
+                       const char** name);
 
 // ---------------------------------------------------------------------------------
 // The whole op: out = gelu(sum_h min_c conv_transpose2d(x) + conv_bias) + bias.
@@ -54,6 +61,7 @@ struct ForwardOptions {
   MathMode math = MathMode::kTF32;
   GeluMode gelu = GeluMode::kErf;
   Path path = Path::kAuto;
+  MainloopKind mainloop = MainloopKind::kAuto;
 };
 
 // out [N, bias_len, 1, W_out] contiguous; s [N, W_out] (pre-GELU sums) or null.

@@ -42,6 +42,14 @@ enum class MathMode : int {
   kFP32 = 1,  // FP32-accurate results
 };
 
+// Which tensor-core mainloop runs the convolution (alone or fused). Both give results
+// within the same TF32 error bounds; they differ in speed and in where they run.
+enum class MainloopKind : int {
+  kAuto = 0,      // the fastest one built for the current device: Hopper wgmma on sm_90
+                  // (H100, H200; TF32 with C_out > 64), mma.sync everywhere else
+  kPortable = 1,  // mma.sync on every device: what an RTX 4090 runs (for comparison, tests)
+};
+
 // The ConvTranspose2d problem, in PyTorch's terms (groups = 1).
 //   x      [N, C_in, H_in, W_in]
 //   weight [C_in, C_out, kernel_h, kernel_w]
