@@ -321,8 +321,8 @@ struct Mainloop {
         const float* p = a_row + k8 * P::A_STRIDE + col[i];
         const float2 lo = *reinterpret_cast<const float2*>(p);                     // k = t
         const float2 hi = *reinterpret_cast<const float2*>(p + 4 * P::A_STRIDE);  // k = t + 4
-        a[i][0] = ptx::tf32_round(lo.x); a[i][1] = ptx::tf32_round(lo.y);
-        a[i][2] = ptx::tf32_round(hi.x); a[i][3] = ptx::tf32_round(hi.y);
+        a[i][0] = ptx::tf32_round_operand(lo.x); a[i][1] = ptx::tf32_round_operand(lo.y);
+        a[i][2] = ptx::tf32_round_operand(hi.x); a[i][3] = ptx::tf32_round_operand(hi.y);
       }
       const uint64_t b_desc =
           ptx::wgmma_desc(b_addr + (k8 / 8) * PW::kWgmmaK8Bytes, PW::kWgmmaKStrideBytes, PW::kWgmmaNStrideBytes);
@@ -357,7 +357,8 @@ struct Mainloop {
         const float v[4] = {lo.x, lo.y, hi.x, hi.y};
 #pragma unroll
         for (int r = 0; r < 4; ++r) {
-          a[i][r] = ptx::tf32_round(v[r]);
+          // FP32 mode subtracts the rounded value, so it needs the exact TF32 number.
+          a[i][r] = kMath == MathMode::kFP32 ? ptx::tf32_round(v[r]) : ptx::tf32_round_operand(v[r]);
           if constexpr (kMath == MathMode::kFP32) {
             const bool finite = isfinite(v[r]);
             a_lo[i][r] = finite ? ptx::tf32_round(v[r] - __uint_as_float(a[i][r])) : 0u;

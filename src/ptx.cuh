@@ -37,6 +37,14 @@ __device__ __forceinline__ uint32_t tf32_round(float x) {
   return r;
 }
 
+// The same rounding for an operand that only feeds the tensor cores, which ignore the
+// low 13 bits: adding half a TF32 ulp is enough (cvt.rna is emulated on sm_90 and also
+// clears those bits: one instruction in three). Non-finite values pass unchanged.
+__device__ __forceinline__ uint32_t tf32_round_operand(float x) {
+  const uint32_t bits = __float_as_uint(x);
+  return fabsf(x) < __int_as_float(0x7f800000) ? bits + 0x1000u : bits;
+}
+
 // D = A * B + D, m16n8k8, A row-major 16x8, B column-major 8x8, tf32 in, fp32 accumulate.
 __device__ __forceinline__ void mma_tf32(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
   asm volatile(
