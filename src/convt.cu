@@ -8,8 +8,8 @@
 namespace ctfuse {
 
 Status launch_convt_store(const ConvTGeometry& g, const ConvTOperands& op, const float* conv_bias, float* y,
-                          MathMode math, bool wgmma, cudaStream_t stream) {
-  return with_gemm_config(g, math, wgmma, [&](auto c) {
+                          MathMode math, MmaEngine engine, cudaStream_t stream) {
+  return with_gemm_config(g, math, engine, [&](auto c) {
     return launch_convt_gemm<StoreEpilogue>(c, g, op, {conv_bias, y}, stream);
   });
 }
@@ -31,9 +31,10 @@ Status mainloop_in_use(const ConvTranspose2dParams& params, MathMode math, Mainl
     return invalid("mainloop_in_use: mainloop is not a MainloopKind value");
   ConvTGeometry g;
   CTFUSE_RETURN_IF_ERROR(make_geometry(params, &g));
-  bool wgmma = false;
-  CTFUSE_RETURN_IF_ERROR(use_wgmma(mainloop, math, g, &wgmma));
-  *name = wgmma ? "wgmma" : "mma.sync";
+  // x is not known here: assume it is 16-byte aligned, as cudaMalloc returns it.
+  MmaEngine engine = MmaEngine::kMmaSync;
+  CTFUSE_RETURN_IF_ERROR(select_engine(mainloop, math, g, reinterpret_cast<const float*>(uintptr_t(256)), &engine));
+  *name = engine_name(engine);
   return ok_status();
 }
 
@@ -55,11 +56,11 @@ Status conv_transpose2d(const ConvTranspose2dParams& params, const float* x, con
                                          "conv_transpose2d: workspace is null",
                                          "conv_transpose2d: workspace_bytes is smaller than conv_transpose2d_workspace_size",
                                          "conv_transpose2d: workspace is not 16-byte aligned"));
-  bool wgmma = false;
-  CTFUSE_RETURN_IF_ERROR(use_wgmma(mainloop, math, g, &wgmma));
+  MmaEngine engine = MmaEngine::kMmaSync;
+  CTFUSE_RETURN_IF_ERROR(select_engine(mainloop, math, g, x, &engine));
   ConvTOperands op;
-  CTFUSE_RETURN_IF_ERROR(pack_weights(g, x, weight, math, wgmma, static_cast<char*>(workspace), l, stream, &op));
-  return launch_convt_store(g, op, conv_bias, y, math, wgmma, stream);
+  CTFUSE_RETURN_IF_ERROR(pack_weights(g, x, weight, math, engine, static_cast<char*>(workspace), l, stream, &op));
+  return launch_convt_store(g, op, conv_bias, y, math, engine, stream);
 }
 
 }  // namespace ctfuse

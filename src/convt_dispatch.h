@@ -21,20 +21,30 @@ struct GemmConfig {
   static constexpr MathMode kMath = kMathMode;
 };
 
-// Whether a call runs on the wgmma mainloop: asked for (kAuto), TF32 with C_out > 64
-// (the table's wgmma entry has 128-channel tiles), sm_90a code in this build
-// (CTFUSE_HAVE_SM90A, set by CMake), and the current device is sm_90.
-Status use_wgmma(MainloopKind kind, MathMode math, const ConvTGeometry& g, bool* wgmma);
+// The mainloop a call runs on. wgmma when asked for (kAuto), TF32 with C_out > 64 (the
+// table's wgmma entries have 128-channel tiles), sm_90a code in this build
+// (CTFUSE_HAVE_SM90A, set by CMake) and an sm_90 current device; fed by the TMA unit when
+// x can be described to it (rows of a multiple of 4 floats, 16-byte aligned x).
+// Everything else runs mma.sync.
+Status select_engine(MainloopKind kind, MathMode math, const ConvTGeometry& g, const float* x, MmaEngine* engine);
+const char* engine_name(MmaEngine e);
 
 // The table entry for a problem (implicit_gemm_policy.h), handed to `f` as a GemmConfig.
 template <typename F>
-decltype(auto) with_gemm_config(const ConvTGeometry& g, MathMode math, bool wgmma, F&& f) {
+decltype(auto) with_gemm_config(const ConvTGeometry& g, MathMode math, MmaEngine engine, F&& f) {
   const bool narrow = g.C_out <= 64;
   if (math == MathMode::kFP32)
     return narrow ? f(GemmConfig<GemmFP32Narrow, MathMode::kFP32>{}) : f(GemmConfig<GemmFP32Wide, MathMode::kFP32>{});
   if (narrow) return f(GemmConfig<GemmTF32Narrow, MathMode::kTF32>{});
-  return wgmma ? f(GemmConfig<GemmTF32Wgmma, MathMode::kTF32>{}) : f(GemmConfig<GemmTF32Wide, MathMode::kTF32>{});
+  if (engine == MmaEngine::kWgmmaTma) return f(GemmConfig<GemmTF32WgmmaTma, MathMode::kTF32>{});
+  if (engine == MmaEngine::kWgmma) return f(GemmConfig<GemmTF32Wgmma, MathMode::kTF32>{});
+  return f(GemmConfig<GemmTF32Wide, MathMode::kTF32>{});
 }
+
+// The TMA unit's description of x [N, C_in, H_in, W_in] with boxes of 36 x 2 x box_c
+// (w, h, ci); kernels of the kWgmmaTma entry read x through it. A box must start on a
+// 16-byte aligned column (a misaligned start is an illegal instruction on the H100).
+Status make_x_tensor_map(const ConvTGeometry& g, const float* x, int box_c, CUtensorMap* map);
 
 // Byte layout of a workspace: the packed weights (big, and small in FP32 mode; sized for
 // either mainloop, so the size queries need no device), then whatever the path needs
@@ -48,12 +58,12 @@ Status check_workspace(const void* workspace, size_t bytes, size_t needed, const
                        const char* small_msg, const char* align_msg);
 
 // Queues the weight packing into the workspace and returns the mainloop's operands.
-Status pack_weights(const ConvTGeometry& g, const float* x, const float* weight, MathMode math, bool wgmma,
+Status pack_weights(const ConvTGeometry& g, const float* x, const float* weight, MathMode math, MmaEngine engine,
                     char* workspace, const WorkspaceLayout& layout, cudaStream_t stream, ConvTOperands* op);
 
 // The mainloop with the store epilogue: y = conv_transpose2d(x) + conv_bias (convt.cu).
 Status launch_convt_store(const ConvTGeometry& g, const ConvTOperands& op, const float* conv_bias, float* y,
-                          MathMode math, bool wgmma, cudaStream_t stream);
+                          MathMode math, MmaEngine engine, cudaStream_t stream);
 
 // Launches the mainloop with `Epi<P>`; *tiles_h receives the number of block rows.
 template <template <typename> class Epi, typename Config>
@@ -62,7 +72,8 @@ Status launch_convt_gemm(Config, const ConvTGeometry& g, const ConvTOperands& op
                          int* tiles_h = nullptr) {
   using P = typename Config::P;
   using E = Epi<P>;
-  const ConvTArgs a{g, op, (g.QH + P::MH - 1) / P::MH, (g.QW + P::MW - 1) / P::MW};
+  ConvTArgs a{g, op, (g.QH + P::MH - 1) / P::MH, (g.QW + P::MW - 1) / P::MW, {}};
+  if constexpr (P::kTma) CTFUSE_RETURN_IF_ERROR(make_x_tensor_map(g, op.x, P::BK, &a.x_map));
   if (tiles_h) *tiles_h = a.tiles_h;
   const size_t smem = mainloop_smem_bytes<P>(Config::kMath) + sizeof(typename E::Shared);
   auto kernel = convt_implicit_gemm_kernel<P, Config::kMath, E>;

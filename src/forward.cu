@@ -30,7 +30,7 @@ __global__ void finish_columns_kernel(const double* __restrict__ partial, int64_
 
 // Block rows the fused path splits each column's sum into, for any table entry.
 int64_t max_partial_tiles_h(const ConvTGeometry& g) {
-  static_assert(GemmTF32Wide::MH >= kMinMH && GemmTF32Wgmma::MH >= kMinMH && GemmTF32Narrow::MH >= kMinMH &&
+  static_assert(GemmTF32Wide::MH >= kMinMH && GemmTF32Wgmma::MH >= kMinMH && GemmTF32WgmmaTma::MH >= kMinMH && GemmTF32Narrow::MH >= kMinMH &&
                     GemmFP32Wide::MH >= kMinMH && GemmFP32Narrow::MH >= kMinMH,
                 "kMinMH bounds the partial-sum workspace");
   return (g.QH + kMinMH - 1) / kMinMH;
@@ -87,20 +87,20 @@ Status forward(const ConvTranspose2dParams& params, const float* x, const float*
                                          "forward: workspace_bytes is smaller than forward_workspace_size",
                                          "forward: workspace is not 16-byte aligned"));
   char* ws = static_cast<char*>(workspace);
-  bool wgmma = false;
-  CTFUSE_RETURN_IF_ERROR(use_wgmma(options.mainloop, options.math, g, &wgmma));
+  MmaEngine engine = MmaEngine::kMmaSync;
+  CTFUSE_RETURN_IF_ERROR(select_engine(options.mainloop, options.math, g, x, &engine));
   ConvTOperands op;
-  CTFUSE_RETURN_IF_ERROR(pack_weights(g, x, weight, options.math, wgmma, ws, l, stream, &op));
+  CTFUSE_RETURN_IF_ERROR(pack_weights(g, x, weight, options.math, engine, ws, l, stream, &op));
 
   if (path == Path::kUnfused) {
     float* y = reinterpret_cast<float*>(ws + l.extra);
-    CTFUSE_RETURN_IF_ERROR(launch_convt_store(g, op, conv_bias, y, options.math, wgmma, stream));
+    CTFUSE_RETURN_IF_ERROR(launch_convt_store(g, op, conv_bias, y, options.math, engine, stream));
     return min_sum_gelu_bias(y, make_nchw(g.N, g.C_out, g.H_out, g.W_out), bias, bias_len, options.gelu, out, s,
                              stream);
   }
   double* partial = reinterpret_cast<double*>(ws + l.extra);
   int tiles_h = 0;
-  CTFUSE_RETURN_IF_ERROR(with_gemm_config(g, options.math, wgmma, [&](auto c) {
+  CTFUSE_RETURN_IF_ERROR(with_gemm_config(g, options.math, engine, [&](auto c) {
     return launch_convt_gemm<MinSumEpilogue>(c, g, op, {conv_bias, partial}, stream, &tiles_h);
   }));
   const int64_t cols = int64_t(g.N) * g.W_out;

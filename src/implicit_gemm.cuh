@@ -23,10 +23,13 @@
 //    the fragments want, so a 16-byte load gives one lane both registers of two n-subtiles.
 //  - wgmma (sm_90a) takes the same A fragments from registers, so its accumulators come
 //    out in the same layout; B is read by the tensor cores straight from shared memory.
-// Accumulator (i, j, v) of a thread: pixel wm0 + 16i + 2g + v/2, channel wn0 + 8j + 2t + v%2.
+// Accumulator (i, j, v) of a thread: pixel wm0 + 16i + 2g + v/2 (TMA-fed wgmma: the
+// natural wm0 + 16i + g + 8(v/2)), channel wn0 + 8j + 2t + v%2.
 #pragma once
 
 #include <cstdint>
+
+#include <cuda.h>  // CUtensorMap (a plain struct: no driver library is linked)
 
 #include "convt_geometry.cuh"
 #include "implicit_gemm_policy.h"
@@ -109,7 +112,9 @@ struct AccLayout {
   __device__ explicit AccLayout(int warp, int lane)
       : wm0((warp / P::WARPS_N) * P::WM), wn0((warp % P::WARPS_N) * P::WN), g(lane / 4), t(lane % 4) {}
 
-  __device__ int pixel(int i, int v) const { return wm0 + 16 * i + 2 * g + v / 2; }
+  __device__ int pixel(int i, int v) const {
+    return P::kTma ? wm0 + 16 * i + g + 8 * (v / 2) : wm0 + 16 * i + 2 * g + v / 2;
+  }
   __device__ int channel(int j, int v) const { return wn0 + 8 * j + 2 * t + v % 2; }
   __device__ int warp_n() const { return wn0 / P::WN; }
 };
@@ -171,7 +176,7 @@ struct TileWalk {
 // ---- Producer and warp-level MMA ------------------------------------------------------
 template <typename P, MathMode kMath>
 struct Mainloop {
-  static constexpr int kAFloats = P::BK * P::A_STRIDE;
+  static constexpr int kAFloats = P::kAFloats;
   static constexpr int kBFloats = PackedWeights<P>::kBlockFloats;
   static constexpr int kStageFloats = int(stage_floats<P>(kMath));
   // A copies: each thread owns kPixels pixels (one per pass) and the k rows k0 + r*kKStep.
@@ -184,6 +189,9 @@ struct Mainloop {
   const ConvTOperands& op;
   float* smem;  // STAGES x [A: BK x A_STRIDE][B: packed block][B small (FP32)]
   int n, qh0, qw0;
+  const CUtensorMap* x_map;  // kTma: x as the TMA unit sees it
+  uint64_t* bars;            // kTma: one mbarrier per stage, after the stages
+  int* shifts;               // kTma: per stage, the tap's column shift inside the box (0-3)
 
   __device__ float* stage_a(int s) const { return smem + s * kStageFloats; }
   __device__ float* stage_b(int s) const { return stage_a(s) + kAFloats; }
@@ -256,16 +264,82 @@ struct Mainloop {
     }
   }
 
+  // ---- The TMA pipeline (kTma): thread 0 hands each k-step to the TMA unit: A as MH/2
+  // boxes of [BK][2 rows][36 columns] of x starting at the 16-byte aligned column at or
+  // before the tap's first one (out-of-image and past-C_in elements arrive as zeros), B
+  // as one bulk copy; both complete the stage's mbarrier. The consumer reads pixel
+  // columns from the stage's shift (0-3) on.
+  struct TmaPlan {
+    int w0, h0, c0;  // x coordinates of the first box (w0 a multiple of 4)
+    int shift;       // first tap column - w0
+    const float* b_src;
+    int stage;
+    bool active;
+  };
+  static constexpr int kBoxFloats = P::kTmaBoxW * 2 * P::BK;
+  static constexpr uint32_t kTmaStageBytes = sizeof(float) * (kAFloats + kBFloats);
+
+  __device__ TmaPlan tma_plan(const KStep& s, bool active, int stage) const {
+    const int w = qw0 + s.diw;
+    return {w & ~3, qh0 + s.dih, s.chunk * P::BK, w & 3,
+            op.w_big + PackedWeights<P>::block(g, s.kh, s.kw, s.chunk, s.n_tile) * kBFloats, stage, active};
+  }
+
+  __device__ void issue_tma(const TmaPlan& tp) const {
+    if (threadIdx.x != 0 || !tp.active) return;
+    uint64_t* bar = bars + tp.stage;
+    shifts[tp.stage] = tp.shift;  // read after the barrier that follows this stage's wait
+    ptx::mbarrier_arrive_expect_tx(bar, kTmaStageBytes);
+#pragma unroll
+    for (int b = 0; b < P::MH / 2; ++b)
+      ptx::tma_load_4d(stage_a(tp.stage) + b * kBoxFloats, x_map, tp.w0, tp.h0 + 2 * b, tp.c0, n, bar);
+    ptx::bulk_load(stage_b(tp.stage), tp.b_src, sizeof(float) * kBFloats, bar);
+  }
+
+  // The copies of one k-step, in the form the consumer issues them (mma()).
+  __device__ auto next_plan(const KStep& s, bool active, int stage) const {
+    if constexpr (P::kTma)
+      return tma_plan(s, active, stage);
+    else
+      return plan(s, active, stage);
+  }
+
   // Loads a whole k-step at once (the prologue).
   __device__ void load(const KStep& s, bool active, int stage) const {
-    const LoadPlan lp = plan(s, active, stage);
-    issue_a<1>(lp, 0);
-    issue_b(lp);
+    if constexpr (P::kTma) {
+      issue_tma(tma_plan(s, active, stage));
+    } else {
+      const LoadPlan lp = plan(s, active, stage);
+      issue_a<1>(lp, 0);
+      issue_b(lp);
+    }
+  }
+
+  // Ends the copies of one k-step (cp.async: a commit group; TMA: the mbarrier does it).
+  __device__ static void commit() {
+    if constexpr (!P::kTma) ptx::cp_async_commit();
+  }
+
+  // Waits for the stage the consumer reads next (then a __syncthreads makes it visible
+  // to all, for cp.async). `phases` holds each stage's mbarrier parity.
+  __device__ void wait(int stage, uint32_t& phases) const {
+    if constexpr (P::kTma) {
+      ptx::mbarrier_wait(bars + stage, (phases >> stage) & 1u);
+      phases ^= 1u << stage;
+    } else {
+      ptx::cp_async_wait<P::STAGES - 2>();
+    }
+  }
+
+  // Before the stages are reused by another tile.
+  __device__ static void drain() {
+    if constexpr (!P::kTma) ptx::cp_async_wait<0>();
   }
 
   // acc += the stage's A x B for this warp's tile, issuing the next stage's copies
   // (`lp`) in between.
-  __device__ void mma(int stage, const AccLayout<P>& L, Accumulators<P>& acc, const LoadPlan& lp) const {
+  template <typename Plan>
+  __device__ void mma(int stage, const AccLayout<P>& L, Accumulators<P>& acc, const Plan& lp) const {
     if constexpr (P::kWgmma) {
       static_assert(kMath == MathMode::kTF32, "the wgmma mainloop is TF32 only");
       wgmma_stage(stage, L, acc, lp);
@@ -298,31 +372,57 @@ struct Mainloop {
   }
 
  private:
-  // sm_90a: per k8 step each warp loads and rounds its A fragments exactly as mma.sync
-  // does, then the warpgroup issues one m64n128k8 per m-subtile with B read from the
-  // stage by descriptor. The k8 steps of a stage run back to back on the tensor cores
-  // (wait<1>: the step before must be done before its A registers are reused); the stage
-  // is drained before returning, because the next k-step's copies overwrite it.
-  __device__ void wgmma_stage(int stage, const AccLayout<P>& L, Accumulators<P>& acc, const LoadPlan& lp) const {
+  // sm_90a: per k8 step each warp loads and rounds its A fragments (the same fragment
+  // layout as mma.sync), then the warpgroup issues one m64n128k8 per m-subtile with B
+  // read from the stage by descriptor. All k8 steps of a stage are queued on the tensor
+  // cores without waiting in between (each has its own A registers; waiting for the step
+  // before, as a register-reusing loop would, cost 2.5%); the stage is drained before
+  // returning, because the next k-step's copies overwrite it.
+  template <typename Plan>
+  __device__ void wgmma_stage(int stage, const AccLayout<P>& L, Accumulators<P>& acc, const Plan& lp) const {
     constexpr int MI = AccLayout<P>::MI;
     using PW = PackedWeights<P>;
-    const float* a_row = stage_a(stage) + L.t * P::A_STRIDE;
-    int col[MI];
+    // Where this thread's fragment values (m-subtile i, k = t) sit:
+    //  - cp.async: [k][pixel], the pixel XOR-swizzled by 8 * (k % 4); rows g and g + 8
+    //    are pixels 2g and 2g + 1 (one 8-byte load);
+    //  - TMA: boxes of [k][2 rows][36 columns]; rows g and g + 8 are pixels g and g + 8
+    //    (AccLayout), read one by one from column pixel + shift. With 72 floats per k,
+    //    the 32 lanes (k = t, pixel g) hit 32 distinct banks.
+    constexpr int kRowK = P::kTma ? 2 * P::kTmaBoxW : P::A_STRIDE;  // floats from k to k + 1
+    const float* a_frag[MI];
 #pragma unroll
-    for (int i = 0; i < MI; ++i) col[i] = (L.wm0 + 16 * i + 2 * L.g) ^ (8 * L.t);
+    for (int i = 0; i < MI; ++i) {
+      if constexpr (P::kTma) {
+        const int m = L.wm0 + 16 * i + L.g, row = m / P::MW;
+        a_frag[i] = stage_a(stage) + (row / 2) * kBoxFloats + L.t * kRowK + (row % 2) * P::kTmaBoxW + m % P::MW +
+                    shifts[stage];
+      } else {
+        a_frag[i] = stage_a(stage) + L.t * P::A_STRIDE + ((L.wm0 + 16 * i + 2 * L.g) ^ (8 * L.t));
+      }
+    }
     const uint32_t b_addr = ptx::smem_addr(stage_b(stage));
 #pragma unroll
     for (int k8 = 0; k8 < P::BK; k8 += 8) {
-      issue_a<P::BK / 8>(lp, k8 / 8);
-      if (k8 == 0) issue_b(lp);
+      if constexpr (P::kTma) {
+        if (k8 == 0) issue_tma(lp);
+      } else {
+        issue_a<P::BK / 8>(lp, k8 / 8);
+        if (k8 == 0) issue_b(lp);
+      }
       uint32_t a[MI][4];
 #pragma unroll
       for (int i = 0; i < MI; ++i) {
-        const float* p = a_row + k8 * P::A_STRIDE + col[i];
-        const float2 lo = *reinterpret_cast<const float2*>(p);                     // k = t
-        const float2 hi = *reinterpret_cast<const float2*>(p + 4 * P::A_STRIDE);  // k = t + 4
-        a[i][0] = ptx::tf32_round_operand(lo.x); a[i][1] = ptx::tf32_round_operand(lo.y);
-        a[i][2] = ptx::tf32_round_operand(hi.x); a[i][3] = ptx::tf32_round_operand(hi.y);
+        const float* p = a_frag[i] + k8 * kRowK;
+        float v[4];  // rows g, g + 8 at k = t, then at k = t + 4
+        if constexpr (P::kTma) {
+          v[0] = p[0]; v[1] = p[8]; v[2] = p[4 * kRowK]; v[3] = p[4 * kRowK + 8];
+        } else {
+          const float2 lo = *reinterpret_cast<const float2*>(p);
+          const float2 hi = *reinterpret_cast<const float2*>(p + 4 * kRowK);
+          v[0] = lo.x; v[1] = lo.y; v[2] = hi.x; v[3] = hi.y;
+        }
+#pragma unroll
+        for (int r = 0; r < 4; ++r) a[i][r] = ptx::tf32_round_operand(v[r]);
       }
       const uint64_t b_desc =
           ptx::wgmma_desc(b_addr + (k8 / 8) * PW::kWgmmaK8Bytes, PW::kWgmmaKStrideBytes, PW::kWgmmaNStrideBytes);
@@ -330,7 +430,6 @@ struct Mainloop {
 #pragma unroll
       for (int i = 0; i < MI; ++i) ptx::wgmma_m64n128k8_tf32(acc[i], a[i], b_desc);
       ptx::wgmma_commit();
-      ptx::wgmma_wait<1>();
     }
     ptx::wgmma_wait<0>();
   }
@@ -395,6 +494,7 @@ struct ConvTArgs {
   ConvTGeometry g;
   ConvTOperands op;
   int tiles_h, tiles_w;  // block tiles over the phase grid: ceil(QH / MH), ceil(QW / MW)
+  CUtensorMap x_map;     // kTma policies only (a __grid_constant__ kernel parameter)
 };
 
 // Epilogue interface (see epilogues.cuh):
@@ -406,8 +506,21 @@ struct ConvTArgs {
 template <typename P, MathMode kMath, typename Epilogue>
 __device__ __forceinline__ void convt_implicit_gemm(const ConvTArgs& args, const typename Epilogue::Params& ep) {
   extern __shared__ float4 smem_f4[];
+  // TMA policies start the stages at the next 128-byte boundary (mainloop_smem_bytes
+  // counts the padding); their mbarriers and shifts follow the stages.
   float* smem = reinterpret_cast<float*>(smem_f4);
-  auto& ep_shared = *reinterpret_cast<typename Epilogue::Shared*>(smem + P::STAGES * stage_floats<P>(kMath));
+  if constexpr (P::kTma) smem += (128 - (ptx::smem_addr(smem) & 127)) % 128 / sizeof(float);
+  float* stages_end = smem + P::STAGES * stage_floats<P>(kMath);
+  auto& ep_shared = *reinterpret_cast<typename Epilogue::Shared*>(reinterpret_cast<char*>(stages_end) +
+                                                                  tma_control_bytes<P>());
+  uint64_t* bars = reinterpret_cast<uint64_t*>(stages_end);
+  int* shifts = reinterpret_cast<int*>(bars + P::STAGES);
+  if constexpr (P::kTma) {
+    if (threadIdx.x == 0)
+      for (int s = 0; s < P::STAGES; ++s) ptx::mbarrier_init(bars + s, 1);
+    __syncthreads();
+  }
+  uint32_t phases = 0;  // kTma: the parity each stage's mbarrier completes next
   const ConvTGeometry& g = args.g;
   const AccLayout<P> L(threadIdx.x / 32, threadIdx.x % 32);
   const TileWalk<Epilogue::kRhoWOuter> walk{&g, PackedWeights<P>::n_tiles(g), PackedWeights<P>::chunks(g)};
@@ -417,7 +530,7 @@ __device__ __forceinline__ void convt_implicit_gemm(const ConvTArgs& args, const
     const int tile_w = int(tile % args.tiles_w);
     const int tile_h = int((tile / args.tiles_w) % args.tiles_h);
     const int n = int(tile / (int64_t(args.tiles_w) * args.tiles_h));
-    const Mainloop<P, kMath> ml{g, args.op, smem, n, tile_h * P::MH, tile_w * P::MW};
+    const Mainloop<P, kMath> ml{g, args.op, smem, n, tile_h * P::MH, tile_w * P::MW, &args.x_map, bars, shifts};
     Epilogue epi(ep, ep_shared, args, n, tile_h, tile_w);
 
     // Prologue: fill STAGES-1 stages.
@@ -427,7 +540,7 @@ __device__ __forceinline__ void convt_implicit_gemm(const ConvTArgs& args, const
       const bool active = walk.valid(next);
       ml.load(next, active, s);
       if (active) walk.advance(next);
-      ptx::cp_async_commit();
+      ml.commit();
     }
 
     int stage = 0;  // the stage the consumer reads next
@@ -440,11 +553,11 @@ __device__ __forceinline__ void convt_implicit_gemm(const ConvTArgs& args, const
           Accumulators<P> acc;
           Mainloop<P, kMath>::zero(acc);
           for (int k = 0; k < ksteps; ++k) {
-            ptx::cp_async_wait<P::STAGES - 2>();
+            ml.wait(stage, phases);
             __syncthreads();  // this stage is visible to all; the one before it is free
             const bool active = walk.valid(next);
-            ml.mma(stage, L, acc, ml.plan(next, active, stage == 0 ? P::STAGES - 1 : stage - 1));
-            ptx::cp_async_commit();
+            ml.mma(stage, L, acc, ml.next_plan(next, active, stage == 0 ? P::STAGES - 1 : stage - 1));
+            ml.commit();
             if (active) walk.advance(next);
             stage = stage + 1 == P::STAGES ? 0 : stage + 1;
           }
@@ -454,14 +567,14 @@ __device__ __forceinline__ void convt_implicit_gemm(const ConvTArgs& args, const
       }
       if (Epilogue::kRhoWOuter) epi.column_done(outer);
     }
-    ptx::cp_async_wait<0>();
+    ml.drain();
     __syncthreads();  // the next tile's prologue overwrites the stages
   }
 }
 
 template <typename P, MathMode kMath, typename Epilogue>
 __global__ void __launch_bounds__(P::kThreads, P::kMinBlocksPerSM)
-    convt_implicit_gemm_kernel(ConvTArgs args, typename Epilogue::Params ep) {
+    convt_implicit_gemm_kernel(const __grid_constant__ ConvTArgs args, typename Epilogue::Params ep) {
   if constexpr (P::kWgmma && !ptx::kWgmmaCompiled)
     __trap();  // not sm_90a code: the host never launches it (convt_dispatch.h)
   else

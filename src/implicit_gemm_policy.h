@@ -16,8 +16,10 @@ namespace ctfuse {
 
 // The tensor-core instruction the mainloop is built on.
 enum class MmaEngine {
-  kMmaSync,  // mma.sync m16n8k8: sm_80 and later, the RTX 4090 included
-  kWgmma,    // wgmma m64n128k8, one warpgroup (4 warps) per instruction: sm_90a only
+  kMmaSync,   // mma.sync m16n8k8: sm_80 and later, the RTX 4090 included
+  kWgmma,     // wgmma m64n128k8, one warpgroup (4 warps) per instruction: sm_90a only
+  kWgmmaTma,  // wgmma, with x and the weights brought in by the TMA unit (sm_90a; x rows
+              // 16-byte aligned): no per-thread copies at all
 };
 
 template <int MH_, int MW_, int BN_, int BK_, int STAGES_, int WARPS_M_, int WARPS_N_, int MIN_BLOCKS_ = 1,
@@ -25,7 +27,8 @@ template <int MH_, int MW_, int BN_, int BK_, int STAGES_, int WARPS_M_, int WAR
 struct ImplicitGemmPolicy {
   static constexpr int kMinBlocksPerSM = MIN_BLOCKS_;  // __launch_bounds__: caps registers
   static constexpr MmaEngine kEngine = ENGINE_;
-  static constexpr bool kWgmma = ENGINE_ == MmaEngine::kWgmma;
+  static constexpr bool kWgmma = ENGINE_ != MmaEngine::kMmaSync;
+  static constexpr bool kTma = ENGINE_ == MmaEngine::kWgmmaTma;
   static constexpr int MH = MH_, MW = MW_;  // phase-pixel rows x columns of a block tile
   static constexpr int BM = MH * MW;
   static constexpr int BN = BN_, BK = BK_, STAGES = STAGES_;
@@ -39,12 +42,18 @@ struct ImplicitGemmPolicy {
   // hit 32 distinct banks without padding. B is staged as one packed block
   // (PackedWeights), read lane-contiguously.
   static constexpr int A_STRIDE = BM;
+  // TMA policies: A is MH/2 boxes of [BK][2 rows][MW + 4 columns] (x from a 16-byte
+  // aligned column, so a tap's shift of 0-3 columns stays inside the box).
+  static constexpr int kTmaBoxW = MW + 4;
+  static constexpr int kAFloats = kTma ? BK * MH * kTmaBoxW : BK * A_STRIDE;
 
   static_assert(kWgmma ? WM % 16 == 0 : WM % 32 == 0,
                 "a warp's rows come in 16-pixel m-subtiles (mma.sync: in pairs, see Mainloop::mma_stage)");
   static_assert(WN % 16 == 0 && BN % 16 == 0, "B fragments come in pairs of n-subtiles");
   static_assert(!kWgmma || (WN == 128 && BN == 128 && WARPS_M % 4 == 0),
                 "wgmma: each warpgroup (4 warps along M) covers all 128 columns (m64n128k8)");
+  static_assert(!kTma || (MW == 32 && MH % 2 == 0 && BK <= 256),
+                "TMA boxes of x are 36 columns x 2 rows x BK channels, read as 32 pixels per row");
   static_assert(BK % 8 == 0, "BK is a multiple of the mma's k = 8");
   static_assert(kThreads % BM == 0 || BM % kThreads == 0, "A loads: whole pixels per thread");
   static_assert(BK % (kThreads < BM ? 1 : kThreads / BM) == 0, "A loads: whole k rows per thread");
@@ -57,12 +66,23 @@ struct ImplicitGemmPolicy {
 // Stage size in floats for a math mode (FP32 stages a second, "small" weight block).
 template <typename P>
 constexpr size_t stage_floats(MathMode m) {
-  return size_t(P::BK) * P::A_STRIDE + (m == MathMode::kFP32 ? 2 : 1) * size_t(P::BK) * P::BN;
+  return size_t(P::kAFloats) + (m == MathMode::kFP32 ? 2 : 1) * size_t(P::BK) * P::BN;
+}
+
+// The TMA pipeline's per-stage mbarrier and column shift follow the stages; the stages
+// start on a 128-byte boundary, as TMA destinations must (up to 128 bytes of padding).
+template <typename P>
+constexpr size_t tma_control_bytes() {
+  return P::kTma ? 16 * ((12 * P::STAGES + 15) / 16) : 0;
+}
+template <typename P>
+constexpr size_t tma_barrier_bytes() {
+  return P::kTma ? 128 + tma_control_bytes<P>() : 0;
 }
 
 template <typename P>
 constexpr size_t mainloop_smem_bytes(MathMode m) {
-  return sizeof(float) * P::STAGES * stage_floats<P>(m);
+  return sizeof(float) * P::STAGES * stage_floats<P>(m) + tma_barrier_bytes<P>();
 }
 
 // Shared memory of the two epilogues (epilogues.cuh static_asserts that they match).
@@ -89,6 +109,7 @@ using GemmTF32Wide = ImplicitGemmPolicy<4, 32, 128, 32, 2, 2, 2>;
 // 256x128 (2 warpgroups) bk32 s2: 280 | 256x128 bk16 s4: 309 | 128x128 bk16 s4, 3 blocks:
 // 300 | mma.sync table entry above: 315.
 using GemmTF32Wgmma = ImplicitGemmPolicy<4, 32, 128, 32, 2, 4, 1, 2, MmaEngine::kWgmma>;
+using GemmTF32WgmmaTma = ImplicitGemmPolicy<4, 32, 128, 32, 2, 4, 1, 2, MmaEngine::kWgmmaTma>;
 // TF32, C_out <= 64 (e.g. the benchmark's first version, C_out = 16): 256 x 32 tiles.
 using GemmTF32Narrow = ImplicitGemmPolicy<8, 32, 32, 16, 4, 8, 1>;
 // FP32 (3xTF32): warp tiles of 32 x 32, since the split operands and the per-stage

@@ -3,6 +3,8 @@
 #include <initializer_list>
 #include <numeric>
 
+#include <cudaTypedefs.h>
+
 #include "convt_dispatch.h"
 #include "problem.h"
 
@@ -53,25 +55,58 @@ Status make_geometry(const ConvTranspose2dParams& p, ConvTGeometry* g) {
   return ok_status();
 }
 
-Status use_wgmma(MainloopKind kind, MathMode math, const ConvTGeometry& g, bool* wgmma) {
-  *wgmma = false;
+Status select_engine(MainloopKind kind, MathMode math, const ConvTGeometry& g, const float* x, MmaEngine* engine) {
+  *engine = MmaEngine::kMmaSync;
 #ifdef CTFUSE_HAVE_SM90A
   if (kind != MainloopKind::kAuto || math != MathMode::kTF32 || g.C_out <= 64) return ok_status();
   int device = 0, major = 0, minor = 0;
   CTFUSE_RETURN_IF_ERROR(cuda_status(cudaGetDevice(&device)));
   CTFUSE_RETURN_IF_ERROR(cuda_status(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device)));
   CTFUSE_RETURN_IF_ERROR(cuda_status(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device)));
-  *wgmma = major == 9 && minor == 0;
+  if (major != 9 || minor != 0) return ok_status();
+  // TMA strides are multiples of 16 bytes below 2^40; x's base 16-byte aligned.
+  const bool tma_ok = g.W_in % 4 == 0 && is_aligned(x, 16) &&
+                      int64_t(g.C_in) * g.H_in * g.W_in * int64_t(sizeof(float)) < (int64_t(1) << 40);
+  *engine = tma_ok ? MmaEngine::kWgmmaTma : MmaEngine::kWgmma;
 #else
-  (void)kind, (void)math, (void)g;
+  (void)kind, (void)math, (void)g, (void)x;
 #endif
+  return ok_status();
+}
+
+const char* engine_name(MmaEngine e) {
+  switch (e) {
+    case MmaEngine::kWgmmaTma: return "wgmma+TMA";
+    case MmaEngine::kWgmma: return "wgmma";
+    default: return "mma.sync";
+  }
+}
+
+Status make_x_tensor_map(const ConvTGeometry& g, const float* x, int box_c, CUtensorMap* map) {
+  void* fn = nullptr;
+  cudaDriverEntryPointQueryResult found{};
+  CTFUSE_RETURN_IF_ERROR(
+      cuda_status(cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &fn, 12000, cudaEnableDefault, &found)));
+  if (!fn || found != cudaDriverEntryPointSuccess)
+    return unsupported("conv_transpose2d: the driver has no cuTensorMapEncodeTiled");
+  const cuuint64_t dims[4] = {cuuint64_t(g.W_in), cuuint64_t(g.H_in), cuuint64_t(g.C_in), cuuint64_t(g.N)};
+  const cuuint64_t strides[3] = {cuuint64_t(g.W_in) * 4, cuuint64_t(g.H_in) * g.W_in * 4,
+                                 cuuint64_t(g.C_in) * g.H_in * g.W_in * 4};
+  const cuuint32_t box[4] = {36, 2, cuuint32_t(box_c), 1};
+  const cuuint32_t elem_strides[4] = {1, 1, 1, 1};
+  const CUresult r = reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(fn)(
+      map, CU_TENSOR_MAP_DATA_TYPE_FLOAT32, 4, const_cast<float*>(x), dims, strides, box, elem_strides,
+      CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_NONE, CU_TENSOR_MAP_L2_PROMOTION_L2_128B,
+      CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+  if (r != CUDA_SUCCESS) return unsupported("conv_transpose2d: cuTensorMapEncodeTiled rejected x's tensor map");
   return ok_status();
 }
 
 WorkspaceLayout workspace_layout(const ConvTGeometry& g, MathMode math, size_t extra_bytes) {
   auto packed_floats = [&](auto c) { return size_t(PackedWeights<typename decltype(c)::P>::floats(g)); };
-  const size_t floats = std::max(with_gemm_config(g, math, false, packed_floats),
-                                 with_gemm_config(g, math, true, packed_floats));
+  size_t floats = 0;
+  for (MmaEngine e : {MmaEngine::kMmaSync, MmaEngine::kWgmma, MmaEngine::kWgmmaTma})
+    floats = std::max(floats, with_gemm_config(g, math, e, packed_floats));
   const size_t wbytes = round_up(floats * sizeof(float), 256);
   WorkspaceLayout l;
   l.w_big = 0;
@@ -89,12 +124,12 @@ Status check_workspace(const void* workspace, size_t bytes, size_t needed, const
   return ok_status();
 }
 
-Status pack_weights(const ConvTGeometry& g, const float* x, const float* weight, MathMode math, bool wgmma, char* ws,
+Status pack_weights(const ConvTGeometry& g, const float* x, const float* weight, MathMode math, MmaEngine engine, char* ws,
                     const WorkspaceLayout& l, cudaStream_t stream, ConvTOperands* op) {
   float* big = reinterpret_cast<float*>(ws + l.w_big);
   float* small = reinterpret_cast<float*>(ws + l.w_small);
   *op = ConvTOperands{x, big, math == MathMode::kFP32 ? small : nullptr};
-  return with_gemm_config(g, math, wgmma, [&](auto c) {
+  return with_gemm_config(g, math, engine, [&](auto c) {
     using C = decltype(c);
     const int64_t total = PackedWeights<typename C::P>::floats(g);
     const unsigned blocks = unsigned(std::min<int64_t>((total + 255) / 256, 4096));

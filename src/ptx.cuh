@@ -117,4 +117,57 @@ __device__ __forceinline__ void wgmma_m64n128k8_tf32(float (&d)[16][4], const ui
 #endif
 }
 
+// ---- Hopper (sm_90) TMA and mbarrier ---------------------------------------------------
+// An mbarrier that `count` arrivals plus the announced transaction bytes complete.
+__device__ __forceinline__ void mbarrier_init(uint64_t* bar, uint32_t count) {
+#ifdef CTFUSE_WGMMA_ENABLED
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(smem_addr(bar)), "r"(count));
+  asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+#endif
+}
+
+// This thread's arrival, announcing `bytes` that asynchronous copies will deliver.
+__device__ __forceinline__ void mbarrier_arrive_expect_tx(uint64_t* bar, uint32_t bytes) {
+#ifdef CTFUSE_WGMMA_ENABLED
+  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(smem_addr(bar)), "r"(bytes) : "memory");
+#endif
+}
+
+// Waits until the barrier's phase `parity` has completed.
+__device__ __forceinline__ void mbarrier_wait(uint64_t* bar, uint32_t parity) {
+#ifdef CTFUSE_WGMMA_ENABLED
+  asm volatile(
+      "{\n.reg .pred done;\n"
+      "WAIT_%=:\n"
+      "mbarrier.try_wait.parity.shared::cta.b64 done, [%0], %1;\n"
+      "@!done bra WAIT_%=;\n}\n" ::"r"(smem_addr(bar)),
+      "r"(parity)
+      : "memory");
+#endif
+}
+
+// TMA: the box at (c0, c1, c2, c3) of a 4-d tensor map into shared memory; elements
+// outside the tensor arrive as zeros. Completes `bytes` of the box on `bar`.
+__device__ __forceinline__ void tma_load_4d(void* dst, const void* tensor_map, int c0, int c1, int c2, int c3,
+                                            uint64_t* bar) {
+#ifdef CTFUSE_WGMMA_ENABLED
+  asm volatile(
+      "cp.async.bulk.tensor.4d.shared::cluster.global.tile.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3, %4, %5}], "
+      "[%6];\n" ::"r"(smem_addr(dst)),
+      "l"(tensor_map), "r"(c0), "r"(c1), "r"(c2), "r"(c3), "r"(smem_addr(bar))
+      : "memory");
+#endif
+}
+
+// A contiguous global -> shared copy by the TMA unit (bytes and addresses multiples of 16).
+__device__ __forceinline__ void bulk_load(void* dst, const void* src, uint32_t bytes, uint64_t* bar) {
+#ifdef CTFUSE_WGMMA_ENABLED
+  asm volatile(
+      "cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];\n" ::"r"(
+          smem_addr(dst)),
+      "l"(src), "r"(bytes), "r"(smem_addr(bar))
+      : "memory");
+#endif
+}
+
 }  // namespace ctfuse::ptx

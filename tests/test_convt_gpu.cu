@@ -131,8 +131,9 @@ TEST(ConvTGolden, MatchesPyTorch) {
     }
 }
 
-// On sm_90 with sm_90a code built in (the default), TF32 with C_out > 64 runs on wgmma:
-// the tests above then cover both mainloops. Elsewhere everything is mma.sync.
+// On sm_90 with sm_90a code built in (the default), TF32 with C_out > 64 runs on wgmma,
+// fed by TMA when W_in % 4 == 0 (x rows 16-byte aligned), else by cp.async: the tests
+// above then cover all three mainloops. Elsewhere everything is mma.sync.
 TEST(Mainloop, WgmmaWhereBuiltAndSupported) {
   CTFUSE_REQUIRE_GPU();
   int device = 0, major = 0, minor = 0;
@@ -140,10 +141,14 @@ TEST(Mainloop, WgmmaWhereBuiltAndSupported) {
   CUDA_ASSERT(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
   CUDA_ASSERT(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device));
   const ConvTranspose2dParams wide = testing::make_params(2, 64, 128, 16, 16, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1);
+  const ConvTranspose2dParams wide_odd_w = testing::make_params(2, 64, 128, 16, 18, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1);
   const ConvTranspose2dParams narrow = testing::make_params(2, 64, 64, 16, 16, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1);
+  const bool hopper = major == 9 && minor == 0;
   const char* name = nullptr;
   ASSERT_TRUE(mainloop_in_use(wide, MathMode::kTF32, MainloopKind::kAuto, &name).ok());
-  EXPECT_STREQ(name, major == 9 && minor == 0 ? "wgmma" : "mma.sync");
+  EXPECT_STREQ(name, hopper ? "wgmma+TMA" : "mma.sync");
+  ASSERT_TRUE(mainloop_in_use(wide_odd_w, MathMode::kTF32, MainloopKind::kAuto, &name).ok());
+  EXPECT_STREQ(name, hopper ? "wgmma" : "mma.sync");
   ASSERT_TRUE(mainloop_in_use(wide, MathMode::kTF32, MainloopKind::kPortable, &name).ok());
   EXPECT_STREQ(name, "mma.sync");
   ASSERT_TRUE(mainloop_in_use(wide, MathMode::kFP32, MainloopKind::kAuto, &name).ok());

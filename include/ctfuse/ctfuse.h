@@ -44,8 +44,9 @@ Status conv_transpose2d(const ConvTranspose2dParams& params, const float* x, con
                         size_t workspace_bytes, cudaStream_t stream,
                         MainloopKind mainloop = MainloopKind::kAuto);
 
-// The mainloop that conv_transpose2d or forward with these arguments runs on the current
-// device: *name = "wgmma" or "mma.sync" (a static string). For logs and benchmarks.
+// The mainloop that conv_transpose2d or forward with these arguments (and a 16-byte
+// aligned x, as cudaMalloc returns) runs on the current device: *name = "wgmma+TMA",
+// "wgmma" or "mma.sync" (a static string). For logs and benchmarks.
 Status mainloop_in_use(const ConvTranspose2dParams& params, MathMode math, MainloopKind mainloop,
                        const char** name);
 

@@ -46,7 +46,8 @@ enum class MathMode : int {
 // within the same TF32 error bounds; they differ in speed and in where they run.
 enum class MainloopKind : int {
   kAuto = 0,      // the fastest one built for the current device: Hopper wgmma on sm_90
-                  // (H100, H200; TF32 with C_out > 64), mma.sync everywhere else
+                  // (H100, H200; TF32 with C_out > 64; x brought in by the TMA unit when
+                  // W_in % 4 == 0 and x is 16-byte aligned), mma.sync everywhere else
   kPortable = 1,  // mma.sync on every device: what an RTX 4090 runs (for comparison, tests)
 };
 
