@@ -72,8 +72,9 @@ Status launch_convt_gemm(Config, const ConvTGeometry& g, const ConvTOperands& op
                          int* tiles_h = nullptr) {
   using P = typename Config::P;
   using E = Epi<P>;
-  ConvTArgs a{g, op, (g.QH + P::MH - 1) / P::MH, (g.QW + P::MW - 1) / P::MW, {}};
-  if constexpr (P::kTma) CTFUSE_RETURN_IF_ERROR(make_x_tensor_map(g, op.x, P::BK, &a.x_map));
+  const ConvTArgs a{g, op, (g.QH + P::MH - 1) / P::MH, (g.QW + P::MW - 1) / P::MW};
+  CUtensorMap x_map{};
+  if constexpr (P::kTma) CTFUSE_RETURN_IF_ERROR(make_x_tensor_map(g, op.x, P::BK, &x_map));
   if (tiles_h) *tiles_h = a.tiles_h;
   const size_t smem = mainloop_smem_bytes<P>(Config::kMath) + sizeof(typename E::Shared);
   auto kernel = convt_implicit_gemm_kernel<P, Config::kMath, E>;
@@ -81,7 +82,7 @@ Status launch_convt_gemm(Config, const ConvTGeometry& g, const ConvTOperands& op
       cuda_status(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem))));
   const int64_t tiles = int64_t(g.N) * a.tiles_h * a.tiles_w;
   const unsigned blocks = unsigned(tiles < 0x7fffffff ? tiles : 0x7fffffff);  // the kernel strides over more
-  kernel<<<blocks, P::kThreads, smem, stream>>>(a, ep);
+  kernel<<<blocks, P::kThreads, smem, stream>>>(a, ep, x_map);
   return launch_status();
 }
 

@@ -494,7 +494,6 @@ struct ConvTArgs {
   ConvTGeometry g;
   ConvTOperands op;
   int tiles_h, tiles_w;  // block tiles over the phase grid: ceil(QH / MH), ceil(QW / MW)
-  CUtensorMap x_map;     // kTma policies only (a __grid_constant__ kernel parameter)
 };
 
 // Epilogue interface (see epilogues.cuh):
@@ -504,7 +503,8 @@ struct ConvTArgs {
 //     __device__ void phase_done(const AccLayout<P>&, int rho_h, int rho_w);  // all channel tiles consumed
 //     __device__ void column_done(int rho_w); };  // kRhoWOuter: every phase with this rho_w done
 template <typename P, MathMode kMath, typename Epilogue>
-__device__ __forceinline__ void convt_implicit_gemm(const ConvTArgs& args, const typename Epilogue::Params& ep) {
+__device__ __forceinline__ void convt_implicit_gemm(const ConvTArgs& args, const typename Epilogue::Params& ep,
+                                                    const CUtensorMap* x_map) {
   extern __shared__ float4 smem_f4[];
   // TMA policies start the stages at the next 128-byte boundary (mainloop_smem_bytes
   // counts the padding); their mbarriers and shifts follow the stages.
@@ -530,7 +530,7 @@ __device__ __forceinline__ void convt_implicit_gemm(const ConvTArgs& args, const
     const int tile_w = int(tile % args.tiles_w);
     const int tile_h = int((tile / args.tiles_w) % args.tiles_h);
     const int n = int(tile / (int64_t(args.tiles_w) * args.tiles_h));
-    const Mainloop<P, kMath> ml{g, args.op, smem, n, tile_h * P::MH, tile_w * P::MW, &args.x_map, bars, shifts};
+    const Mainloop<P, kMath> ml{g, args.op, smem, n, tile_h * P::MH, tile_w * P::MW, x_map, bars, shifts};
     Epilogue epi(ep, ep_shared, args, n, tile_h, tile_w);
 
     // Prologue: fill STAGES-1 stages.
@@ -574,11 +574,12 @@ __device__ __forceinline__ void convt_implicit_gemm(const ConvTArgs& args, const
 
 template <typename P, MathMode kMath, typename Epilogue>
 __global__ void __launch_bounds__(P::kThreads, P::kMinBlocksPerSM)
-    convt_implicit_gemm_kernel(const __grid_constant__ ConvTArgs args, typename Epilogue::Params ep) {
+    convt_implicit_gemm_kernel(ConvTArgs args, typename Epilogue::Params ep,
+                               const __grid_constant__ CUtensorMap x_map) {  // kTma policies only
   if constexpr (P::kWgmma && !ptx::kWgmmaCompiled)
     __trap();  // not sm_90a code: the host never launches it (convt_dispatch.h)
   else
-    convt_implicit_gemm<P, kMath, Epilogue>(args, ep);
+    convt_implicit_gemm<P, kMath, Epilogue>(args, ep, &x_map);
 }
 
 }  // namespace ctfuse
