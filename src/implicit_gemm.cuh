@@ -1,7 +1,11 @@
 // The one mainloop: a transposed convolution as per-phase implicit GEMMs on tensor
-// cores (mma.sync m16n8k8 TF32), fed by a cp.async multi-stage pipeline, with a
-// pluggable epilogue. convt.cu plugs in "add bias, store y"; forward.cu plugs in
-// "add bias, min over channels, sum over rows", so y is never stored.
+// cores, with a pluggable epilogue. convt.cu plugs in "add bias, store y"; forward.cu
+// plugs in "add bias, min over channels, sum over rows", so y is never stored.
+// The policy (implicit_gemm_policy.h) picks the instruction set and the feed:
+//  - mma.sync m16n8k8 TF32 fed by a cp.async multi-stage pipeline (every GPU);
+//  - wgmma m64n128k8 (sm_90a) with the same cp.async feed;
+//  - wgmma fed by the TMA unit: thread 0 issues each k-step's x boxes and weight block,
+//    and an mbarrier per stage replaces the cp.async groups.
 //
 // A block owns one image n and an MH x MW tile of the phase grid (Qh, Qw), and walks
 //   for every output phase (rho_h, rho_w), for each tile of BN output channels:
@@ -15,7 +19,8 @@
 // Operand layouts, chosen so that fragments come from conflict-free shared loads with
 // no register shuffling:
 //  - A (x) arrives k-major ([ci][pixel], as NCHW x is) through 4-byte cp.async (a tap's
-//    shift breaks 16-byte alignment). The mma reduces over k in any order and its rows
+//    shift breaks 16-byte alignment; the TMA feed instead loads boxes from the aligned
+//    column before the tap and shifts when reading). The mma reduces over k in any order and its rows
 //    can be relabelled, so m-subtile i takes pixel 16i + 2g as row g and the
 //    next pixel as row g + 8 (g = lane/4, t = lane%4): a fragment is two 8-byte loads,
 //    (pixels 2g, 2g+1) at k = t and at k = t + 4.

@@ -96,18 +96,22 @@ constexpr size_t min_sum_epilogue_smem_bytes() {
 }
 
 // --- The table ---------------------------------------------------------------------
-// TF32, C_out > 64. Fused op at the benchmark shape on the H100, 2026-11-25 (build/exp
-// sweep, median of 20, no L2 scrub):  256x128 bk16 s3: 410 us | 256x128 bk16 s4: 412 |
-// 256x128 bk32 s2: 388 | 128x128 bk32 s3: 378 | 128x128 bk32 s2: 350 | 128x128 bk16 s4:
-// 386 | 64x128 bk32 s3: 512. Two stages leave more L1 for the re-read x lines (two
-// 64 KB blocks per SM on the H100; one on the 4090).
+// TF32, C_out > 64, mma.sync (every GPU but sm_90). Fused op at the benchmark shape on
+// the H100, 2026-11-25 (build/exp sweep, median of 20, no L2 scrub, before the epilogue's
+// bias loads were fixed):  256x128 bk16 s3: 410 us | 256x128 bk16 s4: 412 | 256x128 bk32
+// s2: 388 | 128x128 bk32 s3: 378 | 128x128 bk32 s2: 350 | 128x128 bk16 s4: 386 | 64x128
+// bk32 s3: 512. Two stages leave more L1 for the re-read x lines (two 64 KB blocks per SM
+// on the H100; one on the 4090).
 using GemmTF32Wide = ImplicitGemmPolicy<4, 32, 128, 32, 2, 2, 2>;
 // TF32, C_out > 64 on sm_90 (H100/H200): wgmma, one warpgroup of 128 threads per block,
 // 128 pixels x 128 channels (two m64n128k8 per k8 step), two blocks per SM whose
 // barriers and epilogues interleave. Fused op at the benchmark shape, H100, 2026-11-25
-// (build/exp sweep, median of 20, no L2 scrub): this 273 us | 128x128 bk32 s3: 279 |
-// 256x128 (2 warpgroups) bk32 s2: 280 | 256x128 bk16 s4: 309 | 128x128 bk16 s4, 3 blocks:
-// 300 | mma.sync table entry above: 315.
+// (build/exp sweeps, median of 20, no L2 scrub):
+//  - cp.async feed (W_in % 4 != 0 or an unaligned x): this 273 us | bk32 s3: 279 |
+//    256x128 (2 warpgroups) bk32 s2: 280 | 256x128 bk16 s4: 309 | bk16 s4, 3 blocks: 300;
+//    mma.sync entry above in the same run: 315.
+//  - TMA feed: this 244 us | bk32 s3 (104 KB, over the 4090 limit): 241 | 256x128 bk32 s2:
+//    263 | bk16 s4: 289 | bk64 s2, one block per SM: 352.
 using GemmTF32Wgmma = ImplicitGemmPolicy<4, 32, 128, 32, 2, 4, 1, 2, MmaEngine::kWgmma>;
 using GemmTF32WgmmaTma = ImplicitGemmPolicy<4, 32, 128, 32, 2, 4, 1, 2, MmaEngine::kWgmmaTma>;
 // TF32, C_out <= 64 (e.g. the benchmark's first version, C_out = 16): 256 x 32 tiles.
