@@ -8,9 +8,9 @@
 namespace ctfuse {
 
 Status launch_convt_store(const ConvTGeometry& g, const ConvTOperands& op, const float* conv_bias, float* y,
-                          MathMode math, MmaEngine engine, cudaStream_t stream) {
-  return with_gemm_config(g, math, engine, [&](auto c) {
-    return launch_convt_gemm<StoreEpilogue>(c, g, op, {conv_bias, y}, stream);
+                          MathMode math, const EngineChoice& engine, cudaStream_t stream) {
+  return with_gemm_config(g, math, engine.engine, [&](auto c) {
+    return launch_convt_gemm<StoreEpilogue>(c, g, op, {conv_bias, y}, engine, stream);
   });
 }
 
@@ -32,9 +32,10 @@ Status mainloop_in_use(const ConvTranspose2dParams& params, MathMode math, Mainl
   ConvTGeometry g;
   CTFUSE_RETURN_IF_ERROR(make_geometry(params, &g));
   // x is not known here: assume it is 16-byte aligned, as cudaMalloc returns it.
-  MmaEngine engine = MmaEngine::kMmaSync;
-  CTFUSE_RETURN_IF_ERROR(select_engine(mainloop, math, g, reinterpret_cast<const float*>(uintptr_t(256)), &engine));
-  *name = engine_name(engine);
+  EngineChoice choice;
+  CTFUSE_RETURN_IF_ERROR(
+      select_engine(mainloop, math, g, reinterpret_cast<const float*>(uintptr_t(256)), &choice, false));
+  *name = engine_name(choice.engine);
   return ok_status();
 }
 
@@ -56,10 +57,10 @@ Status conv_transpose2d(const ConvTranspose2dParams& params, const float* x, con
                                          "conv_transpose2d: workspace is null",
                                          "conv_transpose2d: workspace_bytes is smaller than conv_transpose2d_workspace_size",
                                          "conv_transpose2d: workspace is not 16-byte aligned"));
-  MmaEngine engine = MmaEngine::kMmaSync;
+  EngineChoice engine;
   CTFUSE_RETURN_IF_ERROR(select_engine(mainloop, math, g, x, &engine));
   ConvTOperands op;
-  CTFUSE_RETURN_IF_ERROR(pack_weights(g, x, weight, math, engine, static_cast<char*>(workspace), l, stream, &op));
+  CTFUSE_RETURN_IF_ERROR(pack_weights(g, x, weight, math, engine.engine, static_cast<char*>(workspace), l, stream, &op));
   return launch_convt_store(g, op, conv_bias, y, math, engine, stream);
 }
 

@@ -21,12 +21,19 @@ struct GemmConfig {
   static constexpr MathMode kMath = kMathMode;
 };
 
-// The mainloop a call runs on. wgmma when asked for (kAuto), TF32 with C_out > 64 (the
-// table's wgmma entries have 128-channel tiles), sm_90a code in this build
-// (CTFUSE_HAVE_SM90A, set by CMake) and an sm_90 current device; fed by the TMA unit when
-// x can be described to it (rows of a multiple of 4 floats, 16-byte aligned x).
-// Everything else runs mma.sync.
-Status select_engine(MainloopKind kind, MathMode math, const ConvTGeometry& g, const float* x, MmaEngine* engine);
+// The mainloop a call runs on, worked out before anything is queued. wgmma when asked
+// for (kAuto), TF32 with C_out > 64 (the table's wgmma entries have 128-channel tiles),
+// sm_90a code in this build (CTFUSE_HAVE_SM90A, set by CMake) and an sm_90 current
+// device; fed by the TMA unit when x can be described to it (rows of a multiple of 4
+// floats, 16-byte aligned x) and the driver encodes its tensor map (`x_map`), else by
+// cp.async. Everything else runs mma.sync. With !encode_map (mainloop_in_use) the map is
+// not built and assumed to succeed.
+struct EngineChoice {
+  MmaEngine engine = MmaEngine::kMmaSync;
+  CUtensorMap x_map{};  // kWgmmaTma only
+};
+Status select_engine(MainloopKind kind, MathMode math, const ConvTGeometry& g, const float* x, EngineChoice* choice,
+                     bool encode_map = true);
 const char* engine_name(MmaEngine e);
 
 // The table entry for a problem (implicit_gemm_policy.h), handed to `f` as a GemmConfig.
@@ -40,11 +47,6 @@ decltype(auto) with_gemm_config(const ConvTGeometry& g, MathMode math, MmaEngine
   if (engine == MmaEngine::kWgmma) return f(GemmConfig<GemmTF32Wgmma, MathMode::kTF32>{});
   return f(GemmConfig<GemmTF32Wide, MathMode::kTF32>{});
 }
-
-// The TMA unit's description of x [N, C_in, H_in, W_in] with boxes of 36 x 2 x box_c
-// (w, h, ci); kernels of the kWgmmaTma entry read x through it. A box must start on a
-// 16-byte aligned column (a misaligned start is an illegal instruction on the H100).
-Status make_x_tensor_map(const ConvTGeometry& g, const float* x, int box_c, CUtensorMap* map);
 
 // Byte layout of a workspace: the packed weights (big, and small in FP32 mode; sized for
 // either mainloop, so the size queries need no device), then whatever the path needs
@@ -63,26 +65,28 @@ Status pack_weights(const ConvTGeometry& g, const float* x, const float* weight,
 
 // The mainloop with the store epilogue: y = conv_transpose2d(x) + conv_bias (convt.cu).
 Status launch_convt_store(const ConvTGeometry& g, const ConvTOperands& op, const float* conv_bias, float* y,
-                          MathMode math, MmaEngine engine, cudaStream_t stream);
+                          MathMode math, const EngineChoice& engine, cudaStream_t stream);
 
 // Launches the mainloop with `Epi<P>`; *tiles_h receives the number of block rows.
 template <template <typename> class Epi, typename Config>
 Status launch_convt_gemm(Config, const ConvTGeometry& g, const ConvTOperands& op,
-                         const typename Epi<typename Config::P>::Params& ep, cudaStream_t stream,
-                         int* tiles_h = nullptr) {
+                         const typename Epi<typename Config::P>::Params& ep, const EngineChoice& engine,
+                         cudaStream_t stream, int* tiles_h = nullptr) {
   using P = typename Config::P;
   using E = Epi<P>;
   const ConvTArgs a{g, op, (g.QH + P::MH - 1) / P::MH, (g.QW + P::MW - 1) / P::MW};
-  CUtensorMap x_map{};
-  if constexpr (P::kTma) CTFUSE_RETURN_IF_ERROR(make_x_tensor_map(g, op.x, P::BK, &x_map));
   if (tiles_h) *tiles_h = a.tiles_h;
   const size_t smem = mainloop_smem_bytes<P>(Config::kMath) + sizeof(typename E::Shared);
   auto kernel = convt_implicit_gemm_kernel<P, Config::kMath, E>;
   CTFUSE_RETURN_IF_ERROR(
       cuda_status(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem))));
   const int64_t tiles = int64_t(g.N) * a.tiles_h * a.tiles_w;
-  const unsigned blocks = unsigned(tiles < 0x7fffffff ? tiles : 0x7fffffff);  // the kernel strides over more
-  kernel<<<blocks, P::kThreads, smem, stream>>>(a, ep, x_map);
+  // Past 65535 tiles a block takes several (the kernel strides over tiles): the grid stays
+  // bounded, and the tile loop's carried state (pipeline, mbarrier phases) is exercised by
+  // any large problem, e.g. the N=4096 test (524288 tiles), not only by 2^31 of them.
+  constexpr int64_t kMaxBlocks = 65535;
+  const unsigned blocks = unsigned(tiles < kMaxBlocks ? tiles : kMaxBlocks);
+  kernel<<<blocks, P::kThreads, smem, stream>>>(a, ep, engine.x_map);
   return launch_status();
 }
 

@@ -87,10 +87,10 @@ Status forward(const ConvTranspose2dParams& params, const float* x, const float*
                                          "forward: workspace_bytes is smaller than forward_workspace_size",
                                          "forward: workspace is not 16-byte aligned"));
   char* ws = static_cast<char*>(workspace);
-  MmaEngine engine = MmaEngine::kMmaSync;
+  EngineChoice engine;
   CTFUSE_RETURN_IF_ERROR(select_engine(options.mainloop, options.math, g, x, &engine));
   ConvTOperands op;
-  CTFUSE_RETURN_IF_ERROR(pack_weights(g, x, weight, options.math, engine, ws, l, stream, &op));
+  CTFUSE_RETURN_IF_ERROR(pack_weights(g, x, weight, options.math, engine.engine, ws, l, stream, &op));
 
   if (path == Path::kUnfused) {
     float* y = reinterpret_cast<float*>(ws + l.extra);
@@ -100,8 +100,8 @@ Status forward(const ConvTranspose2dParams& params, const float* x, const float*
   }
   double* partial = reinterpret_cast<double*>(ws + l.extra);
   int tiles_h = 0;
-  CTFUSE_RETURN_IF_ERROR(with_gemm_config(g, options.math, engine, [&](auto c) {
-    return launch_convt_gemm<MinSumEpilogue>(c, g, op, {conv_bias, partial}, stream, &tiles_h);
+  CTFUSE_RETURN_IF_ERROR(with_gemm_config(g, options.math, engine.engine, [&](auto c) {
+    return launch_convt_gemm<MinSumEpilogue>(c, g, op, {conv_bias, partial}, engine, stream, &tiles_h);
   }));
   const int64_t cols = int64_t(g.N) * g.W_out;
   const unsigned blocks = unsigned(std::min<int64_t>((cols + 255) / 256, 65535));

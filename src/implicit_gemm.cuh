@@ -192,7 +192,7 @@ struct Mainloop {
 
   const ConvTGeometry& g;
   const ConvTOperands& op;
-  float* smem;  // STAGES x [A: BK x A_STRIDE][B: packed block][B small (FP32)]
+  float* smem;  // STAGES x [A: kAFloats][B: packed block][B small (FP32)]
   int n, qh0, qw0;
   const CUtensorMap* x_map;  // kTma: x as the TMA unit sees it
   uint64_t* bars;            // kTma: one mbarrier per stage, after the stages
@@ -333,6 +333,8 @@ struct Mainloop {
       phases ^= 1u << stage;
     } else {
       ptx::cp_async_wait<P::STAGES - 2>();
+      // wgmma reads B through the async proxy; cp.async wrote it through the generic one.
+      if constexpr (P::kWgmma) ptx::fence_proxy_async();
     }
   }
 
@@ -518,8 +520,8 @@ __device__ __forceinline__ void convt_implicit_gemm(const ConvTArgs& args, const
   float* stages_end = smem + P::STAGES * stage_floats<P>(kMath);
   auto& ep_shared = *reinterpret_cast<typename Epilogue::Shared*>(reinterpret_cast<char*>(stages_end) +
                                                                   tma_control_bytes<P>());
-  uint64_t* bars = reinterpret_cast<uint64_t*>(stages_end);
-  int* shifts = reinterpret_cast<int*>(bars + P::STAGES);
+  uint64_t* bars = P::kTma ? reinterpret_cast<uint64_t*>(stages_end) : nullptr;
+  int* shifts = P::kTma ? reinterpret_cast<int*>(bars + P::STAGES) : nullptr;
   if constexpr (P::kTma) {
     if (threadIdx.x == 0)
       for (int s = 0; s < P::STAGES; ++s) ptx::mbarrier_init(bars + s, 1);

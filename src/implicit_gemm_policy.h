@@ -37,7 +37,7 @@ struct ImplicitGemmPolicy {
   static constexpr int WM = BM / WARPS_M, WN = BN / WARPS_N;  // warp tile
 
   // A sits in shared memory k-major ([k][pixel], BM floats a row) with the pixel index
-  // XOR-swizzled by 8 * (k % 4) (see Mainloop::a_col), so the 8-byte fragment loads of a
+  // XOR-swizzled by 8 * (k % 4) (see Mainloop::plan), so the 8-byte fragment loads of a
   // half-warp (4 k's x 4 pixel pairs) and the copies of a warp (32 pixels of one k) both
   // hit 32 distinct banks without padding. B is staged as one packed block
   // (PackedWeights), read lane-contiguously.
@@ -60,7 +60,7 @@ struct ImplicitGemmPolicy {
   static_assert(MW % 16 == 0, "a 16-pixel m-subtile half lies in one phase row");
   static_assert(BM % 32 == 0, "the A swizzle permutes within 32-pixel groups");
   static constexpr int kARowStep = kThreads < BM ? 1 : kThreads / BM;
-  static_assert((kARowStep & (kARowStep - 1)) == 0, "A copy rows step by a power of two (Mainloop::load_a)");
+  static_assert((kARowStep & (kARowStep - 1)) == 0, "A copy rows step by a power of two (Mainloop::plan)");
 };
 
 // Stage size in floats for a math mode (FP32 stages a second, "small" weight block).

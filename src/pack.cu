@@ -55,8 +55,38 @@ Status make_geometry(const ConvTranspose2dParams& p, ConvTGeometry* g) {
   return ok_status();
 }
 
-Status select_engine(MainloopKind kind, MathMode math, const ConvTGeometry& g, const float* x, MmaEngine* engine) {
-  *engine = MmaEngine::kMmaSync;
+namespace {
+
+// The TMA unit's description of x [N, C_in, H_in, W_in] with boxes of 36 x 2 x box_c
+// (w, h, ci), read by the kWgmmaTma kernels. A box must start on a 16-byte aligned column
+// (a misaligned start is an illegal instruction on the H100), hence 36 columns for 32
+// pixels and a shift of up to 3. false when the driver cannot encode it.
+bool encode_x_tensor_map(const ConvTGeometry& g, const float* x, int box_c, CUtensorMap* map) {
+  void* fn = nullptr;
+  cudaDriverEntryPointQueryResult found{};
+#if CUDART_VERSION >= 12050
+  const cudaError_t e = cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &fn, 12000, cudaEnableDefault, &found);
+#else
+  const cudaError_t e = cudaGetDriverEntryPoint("cuTensorMapEncodeTiled", &fn, cudaEnableDefault, &found);
+#endif
+  if (e != cudaSuccess) cudaGetLastError();  // not the caller's error: we fall back to cp.async
+  if (e != cudaSuccess || !fn || found != cudaDriverEntryPointSuccess) return false;
+  const cuuint64_t dims[4] = {cuuint64_t(g.W_in), cuuint64_t(g.H_in), cuuint64_t(g.C_in), cuuint64_t(g.N)};
+  const cuuint64_t strides[3] = {cuuint64_t(g.W_in) * 4, cuuint64_t(g.H_in) * g.W_in * 4,
+                                 cuuint64_t(g.C_in) * g.H_in * g.W_in * 4};
+  const cuuint32_t box[4] = {36, 2, cuuint32_t(box_c), 1};
+  const cuuint32_t elem_strides[4] = {1, 1, 1, 1};
+  return reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(fn)(
+             map, CU_TENSOR_MAP_DATA_TYPE_FLOAT32, 4, const_cast<float*>(x), dims, strides, box, elem_strides,
+             CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_NONE, CU_TENSOR_MAP_L2_PROMOTION_L2_128B,
+             CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
+}
+
+}  // namespace
+
+Status select_engine(MainloopKind kind, MathMode math, const ConvTGeometry& g, const float* x, EngineChoice* choice,
+                     bool encode_map) {
+  choice->engine = MmaEngine::kMmaSync;
 #ifdef CTFUSE_HAVE_SM90A
   if (kind != MainloopKind::kAuto || math != MathMode::kTF32 || g.C_out <= 64) return ok_status();
   int device = 0, major = 0, minor = 0;
@@ -64,12 +94,14 @@ Status select_engine(MainloopKind kind, MathMode math, const ConvTGeometry& g, c
   CTFUSE_RETURN_IF_ERROR(cuda_status(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device)));
   CTFUSE_RETURN_IF_ERROR(cuda_status(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device)));
   if (major != 9 || minor != 0) return ok_status();
+  choice->engine = MmaEngine::kWgmma;
   // TMA strides are multiples of 16 bytes below 2^40; x's base 16-byte aligned.
-  const bool tma_ok = g.W_in % 4 == 0 && is_aligned(x, 16) &&
-                      int64_t(g.C_in) * g.H_in * g.W_in * int64_t(sizeof(float)) < (int64_t(1) << 40);
-  *engine = tma_ok ? MmaEngine::kWgmmaTma : MmaEngine::kWgmma;
+  const bool describable = g.W_in % 4 == 0 && is_aligned(x, 16) &&
+                           int64_t(g.C_in) * g.H_in * g.W_in * int64_t(sizeof(float)) < (int64_t(1) << 40);
+  if (describable && (!encode_map || encode_x_tensor_map(g, x, GemmTF32WgmmaTma::BK, &choice->x_map)))
+    choice->engine = MmaEngine::kWgmmaTma;
 #else
-  (void)kind, (void)math, (void)g, (void)x;
+  (void)kind, (void)math, (void)g, (void)x, (void)encode_map;
 #endif
   return ok_status();
 }
@@ -80,26 +112,6 @@ const char* engine_name(MmaEngine e) {
     case MmaEngine::kWgmma: return "wgmma";
     default: return "mma.sync";
   }
-}
-
-Status make_x_tensor_map(const ConvTGeometry& g, const float* x, int box_c, CUtensorMap* map) {
-  void* fn = nullptr;
-  cudaDriverEntryPointQueryResult found{};
-  CTFUSE_RETURN_IF_ERROR(
-      cuda_status(cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &fn, 12000, cudaEnableDefault, &found)));
-  if (!fn || found != cudaDriverEntryPointSuccess)
-    return unsupported("conv_transpose2d: the driver has no cuTensorMapEncodeTiled");
-  const cuuint64_t dims[4] = {cuuint64_t(g.W_in), cuuint64_t(g.H_in), cuuint64_t(g.C_in), cuuint64_t(g.N)};
-  const cuuint64_t strides[3] = {cuuint64_t(g.W_in) * 4, cuuint64_t(g.H_in) * g.W_in * 4,
-                                 cuuint64_t(g.C_in) * g.H_in * g.W_in * 4};
-  const cuuint32_t box[4] = {36, 2, cuuint32_t(box_c), 1};
-  const cuuint32_t elem_strides[4] = {1, 1, 1, 1};
-  const CUresult r = reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(fn)(
-      map, CU_TENSOR_MAP_DATA_TYPE_FLOAT32, 4, const_cast<float*>(x), dims, strides, box, elem_strides,
-      CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_NONE, CU_TENSOR_MAP_L2_PROMOTION_L2_128B,
-      CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
-  if (r != CUDA_SUCCESS) return unsupported("conv_transpose2d: cuTensorMapEncodeTiled rejected x's tensor map");
-  return ok_status();
 }
 
 WorkspaceLayout workspace_layout(const ConvTGeometry& g, MathMode math, size_t extra_bytes) {

@@ -31,17 +31,23 @@ __device__ __forceinline__ void cp_async_wait() {
 }
 
 // fp32 -> tf32, round to nearest (ties away): truncating instead biases every product.
+// A NaN becomes the canonical 0x7fffffff: sm_90 emulates cvt.rna by clearing the low 13
+// bits, which turns a NaN whose payload lies only there into Inf.
 __device__ __forceinline__ uint32_t tf32_round(float x) {
   uint32_t r;
   asm("cvt.rna.tf32.f32 %0, %1;\n" : "=r"(r) : "f"(x));
-  return r;
+  return x != x ? 0x7fffffffu : r;
 }
 
 // The same rounding for an operand that only feeds the tensor cores, which ignore the
 // low 13 bits: adding half a TF32 ulp is enough (cvt.rna is emulated on sm_90 and also
-// clears those bits: one instruction in three). Non-finite values pass unchanged.
+// clears those bits). Inf passes unchanged; a NaN is first made the canonical 0x7fffffff
+// by a multiply by one (a NaN whose payload sat only in the ignored bits would read as
+// Inf), and then passes unchanged too.
 __device__ __forceinline__ uint32_t tf32_round_operand(float x) {
-  const uint32_t bits = __float_as_uint(x);
+  float canonical;
+  asm("mul.rn.f32 %0, %1, 0f3F800000;\n" : "=f"(canonical) : "f"(x));  // not folded away
+  const uint32_t bits = __float_as_uint(canonical);
   return fabsf(x) < __int_as_float(0x7f800000) ? bits + 0x1000u : bits;
 }
 
@@ -77,6 +83,14 @@ __device__ __forceinline__ void wgmma_commit() {
 #endif
 }
 
+// Makes this thread's generic-proxy shared-memory writes (cp.async included) visible to
+// the async proxy, which is where wgmma reads its shared-memory operands.
+__device__ __forceinline__ void fence_proxy_async() {
+#ifdef CTFUSE_WGMMA_ENABLED
+  asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+#endif
+}
+
 // Waits until at most N committed wgmma groups of this warpgroup are still running.
 template <int N>
 __device__ __forceinline__ void wgmma_wait() {
@@ -98,7 +112,7 @@ __device__ __forceinline__ uint64_t wgmma_desc(uint32_t smem_byte_addr, uint32_t
 __device__ __forceinline__ void wgmma_m64n128k8_tf32(float (&d)[16][4], const uint32_t (&a)[4], uint64_t b_desc) {
 #ifdef CTFUSE_WGMMA_ENABLED
   asm volatile(
-      "{\n.reg .pred p;\nsetp.ne.b32 p, %69, 0;\n"  // p: accumulate into d
+      "{\n.reg .pred p;\nsetp.ne.b32 p, %69, 0;\n"  // p = 1: d += a*b (the callers zero d first)
       "wgmma.mma_async.sync.aligned.m64n128k8.f32.tf32.tf32 {"
       "%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,"
       "%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31,"
@@ -117,7 +131,7 @@ __device__ __forceinline__ void wgmma_m64n128k8_tf32(float (&d)[16][4], const ui
 #endif
 }
 
-// ---- Hopper (sm_90) TMA and mbarrier ---------------------------------------------------
+// ---- Hopper TMA and mbarrier (sm_90a builds only, like wgmma) --------------------------
 // An mbarrier that `count` arrivals plus the announced transaction bytes complete.
 __device__ __forceinline__ void mbarrier_init(uint64_t* bar, uint32_t count) {
 #ifdef CTFUSE_WGMMA_ENABLED

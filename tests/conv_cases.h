@@ -58,6 +58,12 @@ inline std::vector<ConvTranspose2dParams> edge_cases() {
       make_params(1, 48, 130, 19, 9, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1),   // benchmark-like, C_out = 130
       make_params(2, 9, 100, 7, 6, 5, 3, 3, 2, 2, 1, 2, 1, 2, 1),     // C_out = 100: odd geometry, wide tiles
       make_params(2, 7, 129, 1, 1, 3, 3, 2, 2, 0, 0, 1, 1, 1, 1),     // H_in = W_in = 1, C_out = 129
+      // W_in % 4 == 0 and C_out > 64 (the TMA-fed Hopper mainloop): several column tiles,
+      // C_in past one chunk; dilation 2 with padding 4 (negative tap shifts, boxes that
+      // start left of the image); stride 1 with three channel tiles.
+      make_params(1, 70, 200, 5, 68, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1),
+      make_params(2, 9, 130, 4, 36, 5, 5, 2, 2, 4, 4, 1, 1, 2, 2),
+      make_params(1, 33, 300, 3, 40, 3, 3, 1, 1, 1, 1, 0, 0, 1, 1),
   };
 }
 

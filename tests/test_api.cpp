@@ -318,7 +318,9 @@ void expect_gemm_fits_4090(const char* name, MathMode math) {
 TEST(TuningTable, ImplicitGemmFits4090) {
   expect_gemm_fits_4090<GemmTF32Wide>("GemmTF32Wide", MathMode::kTF32);
   expect_gemm_fits_4090<GemmTF32Narrow>("GemmTF32Narrow", MathMode::kTF32);
-  expect_gemm_fits_4090<GemmTF32Wgmma>("GemmTF32Wgmma", MathMode::kTF32);  // sm_90 only, but kept to the same limits
+  // sm_90 only, but kept to the same limits.
+  expect_gemm_fits_4090<GemmTF32Wgmma>("GemmTF32Wgmma", MathMode::kTF32);
+  expect_gemm_fits_4090<GemmTF32WgmmaTma>("GemmTF32WgmmaTma", MathMode::kTF32);
   expect_gemm_fits_4090<GemmFP32Wide>("GemmFP32Wide", MathMode::kFP32);
   expect_gemm_fits_4090<GemmFP32Narrow>("GemmFP32Narrow", MathMode::kFP32);
 }

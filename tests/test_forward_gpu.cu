@@ -2,6 +2,7 @@
 // with weights scaled so the pre-GELU sums s lie in about [-2, 2] (GELU active): s and
 // out checked normwise and elementwise (the a-priori bound of SPEC.md), outputs
 // poisoned, both bias forms and GELU modes, determinism, and the PyTorch golden files.
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <random>
@@ -45,8 +46,10 @@ void expect_out_within_s_bound(const std::vector<float>& out, const std::vector<
       << "out normwise error " << std::sqrt(d2 / o2);
 }
 
+// x_offset > 0 places x that many floats into its buffer (an x that is 4- but not
+// 16-byte aligned when x_offset = 1).
 ForwardResult run_forward(const ConvTranspose2dParams& p, const testing::ProblemData& d, const ForwardOptions& o,
-                          bool with_conv_bias = true) {
+                          bool with_conv_bias = true, size_t x_offset = 0) {
   int64_t H = 0, W = 0;
   conv_transpose2d_output_hw(p, &H, &W);
   ForwardResult r;
@@ -54,13 +57,15 @@ ForwardResult run_forward(const ConvTranspose2dParams& p, const testing::Problem
   const int64_t bias_len = int64_t(d.bias.size());
   r.st = forward_workspace_size(p, bias_len, o, &ws_bytes);
   if (!r.st.ok()) return r;
-  DeviceBuffer<float> dx(d.x), dw(d.weight), dcb(d.conv_bias), db(d.bias);
+  std::vector<float> x_padded(x_offset, 0.f);
+  x_padded.insert(x_padded.end(), d.x.begin(), d.x.end());
+  DeviceBuffer<float> dx(x_padded), dw(d.weight), dcb(d.conv_bias), db(d.bias);
   DeviceBuffer<float> out(size_t(p.N * bias_len * W)), s(size_t(p.N * W));
   DeviceBuffer<char> ws(ws_bytes);
   out.fill(testing::poison_value());
   s.fill(testing::poison_value());
-  r.st = forward(p, dx.get(), dw.get(), with_conv_bias ? dcb.get() : nullptr, db.get(), bias_len, o, out.get(),
-                 s.get(), ws.get(), ws_bytes, nullptr);
+  r.st = forward(p, dx.get() + x_offset, dw.get(), with_conv_bias ? dcb.get() : nullptr, db.get(), bias_len, o,
+                 out.get(), s.get(), ws.get(), ws_bytes, nullptr);
   const cudaError_t e = cudaDeviceSynchronize();
   if (r.st.ok() && e != cudaSuccess) r.st = Status{StatusCode::kCudaError, cudaGetErrorString(e), e};
   r.s = s.download();
@@ -68,10 +73,11 @@ ForwardResult run_forward(const ConvTranspose2dParams& p, const testing::Problem
   return r;
 }
 
-void check_forward(const ConvTranspose2dParams& p, const testing::ProblemData& d, const ForwardOptions& o) {
+void check_forward(const ConvTranspose2dParams& p, const testing::ProblemData& d, const ForwardOptions& o,
+                   size_t x_offset = 0) {
   int64_t H = 0, W = 0;
   conv_transpose2d_output_hw(p, &H, &W);
-  const ForwardResult r = run_forward(p, d, o);
+  const ForwardResult r = run_forward(p, d, o, true, x_offset);
   ASSERT_TRUE(r.st.ok()) << r.st.message;
   const ref::Forward f = ref::forward(p, d.x.data(), d.weight.data(), d.conv_bias.data(), d.bias.data(),
                                       int64_t(d.bias.size()), o.gelu);
@@ -162,6 +168,59 @@ INSTANTIATE_TEST_SUITE_P(Problems, Forward, ::testing::ValuesIn(all_cases()),
                            return std::to_string(info.index) + "_" + m +
                                   (info.param.o.path == Path::kUnfused ? "_unfused" : "_fused");
                          });
+
+// On sm_90 an x that is not 16-byte aligned cannot be described to the TMA unit: the
+// same problem then runs on the cp.async-fed wgmma mainloop, and must be as correct.
+TEST(ForwardFused, UnalignedXTakesTheCpAsyncFeed) {
+  CTFUSE_REQUIRE_GPU();
+  const ConvTranspose2dParams p = testing::make_params(2, 40, 130, 10, 16, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1);
+  const testing::ProblemData d = testing::make_data(p, 1, testing::test_seed() ^ 0xa11, true);
+  const ForwardOptions o{MathMode::kTF32, GeluMode::kErf, Path::kFused};
+  {
+    SCOPED_TRACE("x 16-byte aligned");
+    check_forward(p, d, o);
+  }
+  {
+    SCOPED_TRACE("x 4-byte aligned only");
+    check_forward(p, d, o, 1);
+  }
+}
+
+// A NaN whose payload lies only in the low 13 bits (which TF32 drops) must stay a NaN,
+// not become the Inf that its remaining bits spell; also a NaN with every payload bit
+// set (0x7fffffff, what the GPU's own arithmetic produces), which a careless "add half
+// an ulp" rounding wraps into -0.
+TEST(ForwardFused, NaNPayloadsSurviveTf32Rounding) {
+  CTFUSE_REQUIRE_GPU();
+  const ConvTranspose2dParams p = testing::make_params(1, 16, 128, 6, 16, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1);
+  testing::ProblemData d = testing::make_data(p, 1, testing::test_seed() ^ 0x4a4, true);
+  const uint32_t payloads[] = {0x7f800001u, 0xff800fffu, 0x7fffffffu};
+  for (size_t i = 0; i < 3; ++i) {
+    uint32_t bits = payloads[i];
+    std::memcpy(&d.x[(i * 5 + 2) * p.W_in + 3 + 5 * i], &bits, 4);  // three (channel, row, column)s
+  }
+  const ref::Forward f = ref::forward(p, d.x.data(), d.weight.data(), d.conv_bias.data(), d.bias.data(), 1,
+                                      GeluMode::kErf);
+  double s_max = 0;
+  for (double v : f.s) s_max = std::isfinite(v) ? std::max(s_max, std::abs(v)) : s_max;
+  for (const ForwardOptions o : {ForwardOptions{MathMode::kTF32, GeluMode::kErf, Path::kFused},
+                                 ForwardOptions{MathMode::kTF32, GeluMode::kErf, Path::kFused, MainloopKind::kPortable},
+                                 ForwardOptions{MathMode::kFP32, GeluMode::kErf, Path::kFused}}) {
+    SCOPED_TRACE(mode_name(o));
+    const ForwardResult r = run_forward(p, d, o);
+    ASSERT_TRUE(r.st.ok()) << r.st.message;
+    int nan_columns = 0;
+    for (size_t w = 0; w < f.s.size(); ++w) {
+      if (std::isnan(f.s[w])) {
+        ++nan_columns;
+        EXPECT_TRUE(std::isnan(r.s[w])) << "column " << w << ": " << r.s[w];
+      } else {
+        EXPECT_NEAR(r.s[w], f.s[w], 2e-3 * s_max) << "column " << w;
+      }
+    }
+    EXPECT_GT(nan_columns, 0);
+  }
+}
 
 TEST(ForwardFused, BitwiseReproducible) {
   CTFUSE_REQUIRE_GPU();
