@@ -11,6 +11,7 @@
 
 #include "conv_cases.h"
 #include "ctfuse/ctfuse.h"
+#include "implicit_gemm.cuh"
 #include "golden.h"
 #include "gpu_util.h"
 #include "reference.h"
@@ -129,6 +130,38 @@ TEST(ConvTGolden, MatchesPyTorch) {
       ASSERT_TRUE(r.st.ok()) << r.st.message;
       EXPECT_LE(ref::normwise_rel_error(r.y.data(), g.y.data(), g.y.size()), math == MathMode::kTF32 ? 2e-3 : 2e-6);
     }
+}
+
+// The packed weight blocks (CPU-checkable, so CI runs this): every layout is a bijection
+// of the BK x BN block, and the wgmma one is exactly what the shared-memory descriptor of
+// Mainloop::wgmma_stage describes: 8 x 16-byte core matrices, 128 bytes apart along K,
+// 256 along N, one k8 slice after another.
+template <typename P>
+void expect_packing_is_a_bijection(const char* name) {
+  SCOPED_TRACE(name);
+  using PW = PackedWeights<P>;
+  std::vector<int> seen(size_t(PW::kBlockFloats), 0);
+  for (int k = 0; k < P::BK; ++k)
+    for (int n = 0; n < P::BN; ++n) {
+      const int off = PW::offset_in_block(k, n);
+      ASSERT_TRUE(off >= 0 && off < PW::kBlockFloats) << "k=" << k << " n=" << n;
+      ++seen[size_t(off)];
+      if constexpr (P::kWgmma) {
+        const uint32_t bytes = (k / 8) * PW::kWgmmaK8Bytes + (n / 8) * PW::kWgmmaNStrideBytes +
+                               ((k % 8) / 4) * PW::kWgmmaKStrideBytes + (n % 8) * 16 + (k % 4) * 4;
+        EXPECT_EQ(uint32_t(off) * 4, bytes) << "k=" << k << " n=" << n;
+      }
+    }
+  for (int c : seen) EXPECT_EQ(c, 1);
+}
+
+TEST(PackedWeights, LayoutsMatchTheirReaders) {
+  expect_packing_is_a_bijection<GemmTF32Wide>("GemmTF32Wide");
+  expect_packing_is_a_bijection<GemmTF32Narrow>("GemmTF32Narrow");
+  expect_packing_is_a_bijection<GemmFP32Wide>("GemmFP32Wide");
+  expect_packing_is_a_bijection<GemmFP32Narrow>("GemmFP32Narrow");
+  expect_packing_is_a_bijection<GemmTF32Wgmma>("GemmTF32Wgmma");
+  expect_packing_is_a_bijection<GemmTF32WgmmaTma>("GemmTF32WgmmaTma");
 }
 
 // On sm_90 with sm_90a code built in (the default), TF32 with C_out > 64 runs on wgmma,
