@@ -278,6 +278,14 @@ int main(int argc, char** argv) {
   const double flops = conv_flops(p);
   const double kGemmRate = 214e12, kPeakRate = 318.6e12;  // SPEC.md: CUTLASS mma.sync TF32, mma.sync peak
   std::printf("convolution: %.2f GFLOP (taps that land inside y only)\n", flops * 1e-9);
+  // "<what> (<mainloop>)<extra>; x% of 214 TFLOP/s mma.sync GEMM, y% of 318.6 <peak_name>"
+  auto rate_note = [&](const char* what, const char* mainloop, const char* extra, const char* peak_name,
+                       double tflops) {
+    char note[256];
+    std::snprintf(note, sizeof note, "%s (%s)%s; %.1f%% of 214 TFLOP/s mma.sync GEMM, %.1f%% of 318.6 %s", what,
+                  mainloop, extra, 100.0 * tflops * 1e12 / kGemmRate, 100.0 * tflops * 1e12 / kPeakRate, peak_name);
+    return std::string(note);
+  };
   auto time_row = [&](const std::string& name, auto&& fn) {
     Record r{name};
     r.t = bench::time_cuda(fn, stream, scrub, 5, o.runs);
@@ -343,10 +351,7 @@ int main(int argc, char** argv) {
     r.gbps = y_bytes / r.t.median_us * 1e-3;
     r.pct_of_floor = 100.0 * write_floor_us / r.t.median_us;
     r.floor_name = "write_roofline";
-    char note[256];
-    std::snprintf(note, sizeof note, "%s (%s), writes y NCHW; %.1f%% of 214 TFLOP/s mma.sync GEMM, %.1f%% of 318.6 peak",
-                  cr.note, mainloop, 100.0 * r.tflops * 1e12 / kGemmRate, 100.0 * r.tflops * 1e12 / kPeakRate);
-    r.note = note;
+    r.note = rate_note(cr.note, mainloop, ", writes y NCHW", "peak", r.tflops);
     recs.push_back(r);
     cudaFree(ws);
   }
@@ -474,10 +479,7 @@ int main(int argc, char** argv) {
     Record r = time_row(fr.name, run);
     r.pct_of_floor = 100.0 * (flops / kGemmRate * 1e6) / r.t.median_us;
     r.floor_name = "38.65 GFLOP at CUTLASS's 214 TFLOP/s (SPEC.md)";
-    char note[256];
-    std::snprintf(note, sizeof note, "%s (%s); %.1f%% of 214 TFLOP/s mma.sync GEMM, %.1f%% of 318.6 mma.sync peak",
-                  fr.note, mainloop, 100.0 * r.tflops * 1e12 / kGemmRate, 100.0 * r.tflops * 1e12 / kPeakRate);
-    r.note = note;
+    r.note = rate_note(fr.note, mainloop, "", "mma.sync peak", r.tflops);
     recs.push_back(r);
     cudaFree(ws);
   }
