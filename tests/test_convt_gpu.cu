@@ -69,11 +69,7 @@ struct ConvCase {
   MainloopKind mainloop;
 };
 
-// "TF32" (the device's fastest mainloop), "TF32 portable" (mma.sync) or "FP32".
-std::string mode_name(MathMode math, MainloopKind mainloop) {
-  if (math == MathMode::kFP32) return "FP32";
-  return mainloop == MainloopKind::kPortable ? "TF32 portable" : "TF32";
-}
+using testing::mode_name;
 
 std::vector<ConvCase> all_cases() {
   std::vector<ConvCase> cases;
@@ -107,9 +103,8 @@ TEST_P(ConvT, MatchesFloat64Reference) {
 
 INSTANTIATE_TEST_SUITE_P(Problems, ConvT, ::testing::ValuesIn(all_cases()),
                          [](const ::testing::TestParamInfo<ConvCase>& info) {
-                           std::string m = mode_name(info.param.math, info.param.mainloop);
-                           for (char& ch : m) ch = ch == ' ' ? '_' : ch;
-                           return std::to_string(info.index) + "_" + m;
+                           return std::to_string(info.index) + "_" +
+                                  testing::mode_test_name(info.param.math, info.param.mainloop);
                          });
 
 // The PyTorch golden files: y to the TF32/FP32 bounds, NaN/Inf where PyTorch has them.

@@ -136,11 +136,7 @@ std::vector<FwdCase> all_cases() {
   return cases;
 }
 
-// "TF32" (the device's fastest mainloop), "TF32 portable" (mma.sync) or "FP32".
-std::string mode_name(const ForwardOptions& o) {
-  if (o.math == MathMode::kFP32) return "FP32";
-  return o.mainloop == MainloopKind::kPortable ? "TF32 portable" : "TF32";
-}
+std::string mode_name(const ForwardOptions& o) { return testing::mode_name(o.math, o.mainloop); }
 
 void PrintTo(const FwdCase& c, std::ostream* os) {
   *os << testing::describe(c.p) << " " << mode_name(c.o)
@@ -163,9 +159,8 @@ TEST_P(Forward, MatchesFloat64Reference) {
 
 INSTANTIATE_TEST_SUITE_P(Problems, Forward, ::testing::ValuesIn(all_cases()),
                          [](const ::testing::TestParamInfo<FwdCase>& info) {
-                           std::string m = mode_name(info.param.o);
-                           for (char& ch : m) ch = ch == ' ' ? '_' : ch;
-                           return std::to_string(info.index) + "_" + m +
+                           return std::to_string(info.index) + "_" +
+                                  testing::mode_test_name(info.param.o.math, info.param.o.mainloop) +
                                   (info.param.o.path == Path::kUnfused ? "_unfused" : "_fused");
                          });
 
