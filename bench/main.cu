@@ -324,13 +324,15 @@ int main(int argc, char** argv) {
   const double write_floor_us = recs.back().t.median_us;
 
   // Our convolution (y NCHW), validated on image 0 first: TF32 on the device's fastest
-  // mainloop, TF32 on the portable mma.sync one (what an RTX 4090 runs), FP32.
+  // mainloop and on the portable mma.sync one (what an RTX 4090 runs), in both math modes.
   struct ConvRow { const char* name; ctfuse::MathMode math; ctfuse::MainloopKind mainloop; const char* note; };
   const ConvRow conv_rows[] = {
       {"convt_tf32", ctfuse::MathMode::kTF32, ctfuse::MainloopKind::kAuto, "ctfuse conv_transpose2d, TF32"},
       {"convt_tf32_mma_sync", ctfuse::MathMode::kTF32, ctfuse::MainloopKind::kPortable,
        "ctfuse conv_transpose2d, TF32, portable mainloop"},
       {"convt_fp32", ctfuse::MathMode::kFP32, ctfuse::MainloopKind::kAuto, "ctfuse conv_transpose2d, 3xTF32 (FP32-accurate)"},
+      {"convt_fp32_mma_sync", ctfuse::MathMode::kFP32, ctfuse::MainloopKind::kPortable,
+       "ctfuse conv_transpose2d, 3xTF32, portable mainloop"},
   };
   for (const ConvRow& cr : conv_rows) {
     if (!o.want(cr.name)) continue;
@@ -453,6 +455,8 @@ int main(int argc, char** argv) {
        "ctfuse forward, fused, TF32, portable mainloop"},
       {"fused_fp32", ctfuse::MathMode::kFP32, ctfuse::Path::kFused, ctfuse::MainloopKind::kAuto,
        "ctfuse forward, fused, 3xTF32"},
+      {"fused_fp32_mma_sync", ctfuse::MathMode::kFP32, ctfuse::Path::kFused, ctfuse::MainloopKind::kPortable,
+       "ctfuse forward, fused, 3xTF32, portable mainloop"},
       {"unfused_tf32", ctfuse::MathMode::kTF32, ctfuse::Path::kUnfused, ctfuse::MainloopKind::kAuto,
        "ctfuse conv (TF32) + ctfuse postop"},
   };

@@ -9,7 +9,7 @@ namespace ctfuse {
 
 Status launch_convt_store(const ConvTGeometry& g, const ConvTOperands& op, const float* conv_bias, float* y,
                           MathMode math, const EngineChoice& engine, cudaStream_t stream) {
-  return with_gemm_config(g, math, engine.engine, [&](auto c) {
+  return with_gemm_config<EpilogueKind::kStore>(g, math, engine.engine, [&](auto c) {
     return launch_convt_gemm<StoreEpilogue>(c, g, op, {conv_bias, y}, engine, stream);
   });
 }
@@ -34,7 +34,7 @@ Status mainloop_in_use(const ConvTranspose2dParams& params, MathMode math, Mainl
   // x is not known here: assume it is 16-byte aligned, as cudaMalloc returns it.
   EngineChoice choice;
   CTFUSE_RETURN_IF_ERROR(
-      select_engine(mainloop, math, g, reinterpret_cast<const float*>(uintptr_t(256)), &choice, false));
+      select_engine(mainloop, math, EpilogueKind::kMinSum, g, reinterpret_cast<const float*>(uintptr_t(256)), &choice, false));
   *name = engine_name(choice.engine);
   return ok_status();
 }
@@ -58,9 +58,10 @@ Status conv_transpose2d(const ConvTranspose2dParams& params, const float* x, con
                                          "conv_transpose2d: workspace_bytes is smaller than conv_transpose2d_workspace_size",
                                          "conv_transpose2d: workspace is not 16-byte aligned"));
   EngineChoice engine;
-  CTFUSE_RETURN_IF_ERROR(select_engine(mainloop, math, g, x, &engine));
+  CTFUSE_RETURN_IF_ERROR(select_engine(mainloop, math, EpilogueKind::kStore, g, x, &engine));
   ConvTOperands op;
-  CTFUSE_RETURN_IF_ERROR(pack_weights(g, x, weight, math, engine.engine, static_cast<char*>(workspace), l, stream, &op));
+  CTFUSE_RETURN_IF_ERROR(pack_weights(g, x, weight, math, engine.engine, EpilogueKind::kStore,
+                                      static_cast<char*>(workspace), l, stream, &op));
   return launch_convt_store(g, op, conv_bias, y, math, engine, stream);
 }
 

@@ -22,7 +22,7 @@ struct GemmConfig {
 };
 
 // The mainloop a call runs on, worked out before anything is queued. wgmma when asked
-// for (kAuto), TF32 with C_out > 64 (the table's wgmma entries have 128-channel tiles),
+// for (kAuto), C_out > 64 (the table's wgmma entries have 128-channel tiles),
 // sm_90a code in this build (CTFUSE_HAVE_SM90A, set by CMake) and an sm_90 current
 // device; fed by the TMA unit when x can be described to it (rows of a multiple of 4
 // floats, 16-byte aligned x) and the driver encodes its tensor map (`x_map`), else by
@@ -32,20 +32,32 @@ struct EngineChoice {
   MmaEngine engine = MmaEngine::kMmaSync;
   CUtensorMap x_map{};  // kWgmmaTma only
 };
-Status select_engine(MainloopKind kind, MathMode math, const ConvTGeometry& g, const float* x, EngineChoice* choice,
-                     bool encode_map = true);
+Status select_engine(MainloopKind kind, MathMode math, EpilogueKind epi, const ConvTGeometry& g, const float* x,
+                     EngineChoice* choice, bool encode_map = true);
 const char* engine_name(MmaEngine e);
 
-// The table entry for a problem (implicit_gemm_policy.h), handed to `f` as a GemmConfig.
-template <typename F>
+// The table entry for a problem and epilogue (implicit_gemm_policy.h), handed to `f` as
+// a GemmConfig. The epilogue is a template argument, so a caller instantiates `f` only
+// for the entries of its own epilogue.
+template <EpilogueKind kEpi, typename F>
 decltype(auto) with_gemm_config(const ConvTGeometry& g, MathMode math, MmaEngine engine, F&& f) {
   const bool narrow = g.C_out <= 64;
-  if (math == MathMode::kFP32)
-    return narrow ? f(GemmConfig<GemmFP32Narrow, MathMode::kFP32>{}) : f(GemmConfig<GemmFP32Wide, MathMode::kFP32>{});
-  if (narrow) return f(GemmConfig<GemmTF32Narrow, MathMode::kTF32>{});
-  if (engine == MmaEngine::kWgmmaTma) return f(GemmConfig<GemmTF32WgmmaTma, MathMode::kTF32>{});
-  if (engine == MmaEngine::kWgmma) return f(GemmConfig<GemmTF32Wgmma, MathMode::kTF32>{});
-  return f(GemmConfig<GemmTF32Wide, MathMode::kTF32>{});
+  constexpr bool store = kEpi == EpilogueKind::kStore;
+  if (math == MathMode::kFP32) {
+    if (narrow)
+      return store ? f(GemmConfig<GemmNarrowStore, MathMode::kFP32>{}) : f(GemmConfig<GemmFP32Narrow, MathMode::kFP32>{});
+    if (engine == MmaEngine::kWgmmaTma) return f(GemmConfig<GemmFP32WgmmaTma, MathMode::kFP32>{});
+    if (engine == MmaEngine::kWgmma) return f(GemmConfig<GemmFP32Wgmma, MathMode::kFP32>{});
+    return f(GemmConfig<GemmFP32Wide, MathMode::kFP32>{});
+  }
+  if (narrow)
+    return store ? f(GemmConfig<GemmNarrowStore, MathMode::kTF32>{}) : f(GemmConfig<GemmTF32Narrow, MathMode::kTF32>{});
+  if (engine == MmaEngine::kWgmmaTma)
+    return store ? f(GemmConfig<GemmTF32WgmmaTmaStore, MathMode::kTF32>{})
+                 : f(GemmConfig<GemmTF32WgmmaTma, MathMode::kTF32>{});
+  if (engine == MmaEngine::kWgmma)
+    return store ? f(GemmConfig<GemmTF32WgmmaStore, MathMode::kTF32>{}) : f(GemmConfig<GemmTF32Wgmma, MathMode::kTF32>{});
+  return store ? f(GemmConfig<GemmTF32WideStore, MathMode::kTF32>{}) : f(GemmConfig<GemmTF32Wide, MathMode::kTF32>{});
 }
 
 // Byte layout of a workspace: the packed weights (big, and small in FP32 mode; sized for
@@ -61,7 +73,7 @@ Status check_workspace(const void* workspace, size_t bytes, size_t needed, const
 
 // Queues the weight packing into the workspace and returns the mainloop's operands.
 Status pack_weights(const ConvTGeometry& g, const float* x, const float* weight, MathMode math, MmaEngine engine,
-                    char* workspace, const WorkspaceLayout& layout, cudaStream_t stream, ConvTOperands* op);
+                    EpilogueKind epi, char* workspace, const WorkspaceLayout& layout, cudaStream_t stream, ConvTOperands* op);
 
 // The mainloop with the store epilogue: y = conv_transpose2d(x) + conv_bias (convt.cu).
 Status launch_convt_store(const ConvTGeometry& g, const ConvTOperands& op, const float* conv_bias, float* y,
@@ -76,6 +88,7 @@ Status launch_convt_gemm(Config, const ConvTGeometry& g, const ConvTOperands& op
   using E = Epi<P>;
   const ConvTArgs a{g, op, (g.QH + P::MH - 1) / P::MH, (g.QW + P::MW - 1) / P::MW};
   if (tiles_h) *tiles_h = a.tiles_h;
+  static_assert(sizeof(typename E::Shared) == epilogue_smem_bytes<P>(E::kKind), "the table's smem count is exact");
   const size_t smem = mainloop_smem_bytes<P>(Config::kMath) + sizeof(typename E::Shared);
   auto kernel = convt_implicit_gemm_kernel<P, Config::kMath, E>;
   CTFUSE_RETURN_IF_ERROR(

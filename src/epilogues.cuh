@@ -19,62 +19,152 @@ __device__ __forceinline__ bool output_pixel(const ConvTGeometry& g, int qh0, in
   return *oh < g.H_out && *ow < g.W_out;
 }
 
-// y = acc + conv_bias, stored NCHW. Each warp transposes its tile through shared memory,
-// one n-subtile (8 channels) at a time, so that a store instruction writes 32 pixels of
-// one phase row (stride s_w in y) instead of 8 pixels x 4 channels; phases are walked
-// with rho_w innermost so the other half of each row arrives while it is still in L2.
+// y = acc + conv_bias, stored NCHW.
+// stride_w = 2 (the common upsampling case): a phase row is every other element of a y
+// row, so each phase stored on its own would write every 32-byte sector in two halves,
+// which the GPU fills from DRAM and writes back (the H100 read 784 MB and wrote 997 MB
+// for a 537 MB y). Instead the walk brings the rho_w = 0 and rho_w = 1 tiles of the same
+// pixels one after the other; each thread parks its rho_w = 0 accumulators in shared
+// memory in its own fragment order (one 16-byte store and load per fragment, no bank
+// conflicts) and, when the partner is done, stores both interleaved straight from
+// registers: a thread holds a channel's pixels in pairs (mma.sync: pixels 2g, 2g + 1, so
+// 16 bytes of y) or singly (TMA-fed wgmma: 8 bytes), and a warp's store covers whole
+// sectors.
+// Other strides: each warp transposes its tile through shared memory, one n-subtile (8
+// channels) at a time, so that a store instruction writes consecutive pixels of one
+// phase row instead of 8 pixels x 4 channels (stride 1: whole y rows).
 template <typename P>
 struct StoreEpilogue {
-  static constexpr bool kRhoWOuter = false;
+  static constexpr EpilogueKind kKind = EpilogueKind::kStore;
+  static constexpr int MI = AccLayout<P>::MI, NJ = AccLayout<P>::NJ;
   struct Params {
     const float* conv_bias;  // [C_out] or null
     float* y;                // [N, C_out, H_out, W_out]
   };
   struct Shared {
-    float tile[P::WARPS_M * P::WARPS_N][8][P::WM];  // a warp's 8 channels x WM pixels
+    float tile[P::WARPS_M * P::WARPS_N][8][P::WM];         // a warp's 8 channels x WM pixels
+    float4 parked[P::WARPS_M * P::WARPS_N][MI][NJ][32];  // stride_w = 2: the rho_w = 0 fragments
   };
-  static_assert(P::MW == 32 && P::WM % 32 == 0, "a warp's 32 lanes store one phase row");
+  // The transposed store covers kLanesPerRow pixels of a phase row x 32 / kLanesPerRow channels.
+  static constexpr int kLanesPerRow = P::WM < 32 ? P::WM : 32;
+  static constexpr int kChannelGroups = 32 / kLanesPerRow;
+  static_assert(P::MW % kLanesPerRow == 0 && P::WM % kLanesPerRow == 0 && 8 % kChannelGroups == 0,
+                "a store instruction's pixels lie in one phase row");
   static_assert(sizeof(Shared) == store_epilogue_smem_bytes<P>(), "keep the policy's smem count exact");
+  // Fragment pixels v/2 = 0, 1 are neighbours (mma.sync) or 8 apart (TMA-fed wgmma).
+  static constexpr int kPairedRun = P::kTma ? 2 : 4;  // consecutive y floats a thread writes at once
 
   const Params& p;
   Shared& sh;
   const ConvTGeometry& g;
   int n, qh0, qw0;
+  bool paired, vector_ok;  // stride_w = 2; and whole-run vector stores are aligned
 
   __device__ StoreEpilogue(const Params& params, Shared& shared, const ConvTArgs& a, int n_, int tile_h, int tile_w)
-      : p(params), sh(shared), g(a.g), n(n_), qh0(tile_h * P::MH), qw0(tile_w * P::MW) {}
+      : p(params), sh(shared), g(a.g), n(n_), qh0(tile_h * P::MH), qw0(tile_w * P::MW), paired(a.g.stride_w == 2),
+        vector_ok(a.g.W_out % kPairedRun == 0 &&
+                  (reinterpret_cast<uintptr_t>(params.y) & (sizeof(float) * kPairedRun - 1)) == 0) {}
 
-  __device__ void consume(const Accumulators<P>& acc, const AccLayout<P>& L, int rho_h, int rho_w, int n_tile) {
+  __device__ void consume(const Accumulators<P>& acc, const AccLayout<P>& L, GemmTile gt) {
+    if (!paired)
+      store_transposed(acc, L, gt);
+    else if (gt.rho_w == 0)
+      park(acc, L);
+    else
+      store_pairs(acc, L, gt);
+  }
+
+ private:
+  __device__ float bias(int co) const { return p.conv_bias && co < g.C_out ? __ldg(p.conv_bias + co) : 0.f; }
+
+  __device__ void park(const Accumulators<P>& acc, const AccLayout<P>&) {
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+#pragma unroll
+    for (int i = 0; i < MI; ++i)
+#pragma unroll
+      for (int j = 0; j < NJ; ++j)
+        sh.parked[warp][i][j][lane] = make_float4(acc[i][j][0], acc[i][j][1], acc[i][j][2], acc[i][j][3]);
+  }
+
+  // y[.., 2 qw + {0, 1}] = (parked, acc) for each of this thread's (channel, pixel).
+  __device__ void store_pairs(const Accumulators<P>& acc, const AccLayout<P>& L, GemmTile gt) {
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    const int64_t plane = int64_t(g.H_out) * g.W_out;
+    float* y_n = p.y + int64_t(n) * g.C_out * plane;
+#pragma unroll
+    for (int j = 0; j < NJ; ++j) {
+      const int co0 = gt.n_tile * P::BN + L.channel(j, 0);  // this thread's channels: co0, co0 + 1
+      const float b[2] = {bias(co0), bias(co0 + 1)};
+#pragma unroll
+      for (int i = 0; i < MI; ++i) {
+        const float4 q = sh.parked[warp][i][j][lane];
+        const float even[4] = {q.x, q.y, q.z, q.w};
+#pragma unroll
+        for (int vc = 0; vc < 2; ++vc) {
+          if (co0 + vc >= g.C_out) continue;
+          // mma.sync: pixels v/2 = 0, 1 are neighbours, one run of 4; TMA: two runs of 2.
+#pragma unroll
+          for (int run = 0; run < 4 / kPairedRun; ++run) {
+            const int m = L.pixel(i, 2 * run + vc);
+            const int oh = (qh0 + m / P::MW) * g.stride_h + gt.rho_h;
+            const int ow = 2 * (qw0 + m % P::MW);
+            if (oh >= g.H_out || ow >= g.W_out) continue;
+            float* dst = y_n + (co0 + vc) * plane + int64_t(oh) * g.W_out + ow;
+            float v[4];
+#pragma unroll
+            for (int k = 0; k < kPairedRun / 2; ++k) {
+              const int e = 2 * (run + k) + vc;  // fragment element of the k-th pixel of the run
+              v[2 * k] = even[e] + b[vc];
+              v[2 * k + 1] = acc[i][j][e] + b[vc];
+            }
+            if (vector_ok) {
+              if constexpr (kPairedRun == 4)
+                *reinterpret_cast<float4*>(dst) = make_float4(v[0], v[1], v[2], v[3]);
+              else
+                *reinterpret_cast<float2*>(dst) = make_float2(v[0], v[1]);
+            } else {
+#pragma unroll
+              for (int k = 0; k < kPairedRun; ++k)
+                if (ow + k < g.W_out) dst[k] = v[k];
+            }
+          }
+        }
+      }
+    }
+  }
+
+  __device__ void store_transposed(const Accumulators<P>& acc, const AccLayout<P>& L, GemmTile gt) {
     float(&t)[8][P::WM] = sh.tile[threadIdx.x / 32];
     const int lane = threadIdx.x % 32;
     const int64_t plane = int64_t(g.H_out) * g.W_out;
 #pragma unroll
-    for (int j = 0; j < AccLayout<P>::NJ; ++j) {
+    for (int j = 0; j < NJ; ++j) {
 #pragma unroll
-      for (int i = 0; i < AccLayout<P>::MI; ++i)
+      for (int i = 0; i < MI; ++i)
 #pragma unroll
         for (int v = 0; v < 4; ++v) t[2 * L.t + v % 2][L.pixel(i, v) - L.wm0] = acc[i][j][v];
       __syncwarp();
-      const int co0 = n_tile * P::BN + L.wn0 + 8 * j;
-      float bias[8];  // loaded up front: independent loads, not one per store
+      const int co0 = gt.n_tile * P::BN + L.wn0 + 8 * j;
+      float b[8 / kChannelGroups];  // loaded up front: independent loads, not one per store
 #pragma unroll
-      for (int c = 0; c < 8; ++c) bias[c] = p.conv_bias && co0 + c < g.C_out ? __ldg(p.conv_bias + co0 + c) : 0.f;
+      for (int cc = 0; cc < 8 / kChannelGroups; ++cc) b[cc] = bias(co0 + cc * kChannelGroups + lane / kLanesPerRow);
 #pragma unroll
-      for (int q = 0; q < P::WM / 32; ++q) {
-        const int m = L.wm0 + 32 * q + lane;  // tile pixel: row m / MW, column lane
-        const int oh = (qh0 + m / P::MW) * g.stride_h + rho_h;
-        const int ow = (qw0 + lane) * g.stride_w + rho_w;
+      for (int q = 0; q < P::WM / kLanesPerRow; ++q) {
+        const int mw = kLanesPerRow * q + lane % kLanesPerRow;  // pixel within the warp's tile
+        const int m = L.wm0 + mw;                                // tile pixel: row m / MW
+        const int oh = (qh0 + m / P::MW) * g.stride_h + gt.rho_h;
+        const int ow = (qw0 + m % P::MW) * g.stride_w + gt.rho_w;
         if (oh >= g.H_out || ow >= g.W_out) continue;
         float* y_px = p.y + (int64_t(n) * g.C_out + co0) * plane + int64_t(oh) * g.W_out + ow;
 #pragma unroll
-        for (int c = 0; c < 8; ++c)
-          if (co0 + c < g.C_out) y_px[c * plane] = t[c][32 * q + lane] + bias[c];
+        for (int cc = 0; cc < 8 / kChannelGroups; ++cc) {
+          const int c = cc * kChannelGroups + lane / kLanesPerRow;
+          if (co0 + c < g.C_out) y_px[c * plane] = t[c][mw] + b[cc];
+        }
       }
       __syncwarp();
     }
   }
-  __device__ void phase_done(const AccLayout<P>&, int, int) {}
-  __device__ void column_done(int) {}
 };
 
 // The fused op's epilogue: per output pixel min over all channels of (acc + conv_bias),
@@ -82,7 +172,7 @@ struct StoreEpilogue {
 // order, written as one partial per (n, block row, ow). y never leaves registers.
 template <typename P>
 struct MinSumEpilogue {
-  static constexpr bool kRhoWOuter = true;
+  static constexpr EpilogueKind kKind = EpilogueKind::kMinSum;
   struct Params {
     const float* conv_bias;  // [C_out] or null
     double* partial;         // [N, tiles_h, W_out]
@@ -97,13 +187,13 @@ struct MinSumEpilogue {
   const Params& p;
   Shared& sh;
   const ConvTGeometry& g;
-  int n, tile_h, tiles_h, qh0, qw0;
+  int n, tile_h, tiles_h, qh0, qw0, n_tiles;
   float run_min[MI][2];  // running minimum of this thread's pixels over channel tiles
 
   __device__ MinSumEpilogue(const Params& params, Shared& shared, const ConvTArgs& a, int n_, int tile_h_,
                             int tile_w)
       : p(params), sh(shared), g(a.g), n(n_), tile_h(tile_h_), tiles_h(a.tiles_h), qh0(tile_h_ * P::MH),
-        qw0(tile_w * P::MW) {
+        qw0(tile_w * P::MW), n_tiles(PackedWeights<P>::n_tiles(a.g)) {
     reset_min();
     for (int c = threadIdx.x; c < P::MW; c += P::kThreads) sh.col_sum[c] = 0.0;
   }
@@ -113,11 +203,16 @@ struct MinSumEpilogue {
     for (int i = 0; i < MI; ++i) run_min[i][0] = run_min[i][1] = pos_inf();
   }
 
-  __device__ void consume(const Accumulators<P>& acc, const AccLayout<P>& L, int, int, int n_tile) {
-    if ((n_tile + 1) * P::BN <= g.C_out)
-      min_over_channels<false>(acc, L, n_tile);
+  // The walk (TileWalk) brings a phase's channel tiles one after another, and a rho_w's
+  // phases one after another.
+  __device__ void consume(const Accumulators<P>& acc, const AccLayout<P>& L, GemmTile gt) {
+    if ((gt.n_tile + 1) * P::BN <= g.C_out)
+      min_over_channels<false>(acc, L, gt.n_tile);
     else
-      min_over_channels<true>(acc, L, n_tile);  // the last tile of a C_out that is not a multiple of BN
+      min_over_channels<true>(acc, L, gt.n_tile);  // the last tile of a C_out that is not a multiple of BN
+    if (gt.n_tile + 1 < n_tiles) return;
+    phase_done(L, gt.rho_h, gt.rho_w);
+    if (gt.rho_h + 1 == g.stride_h) column_done(gt.rho_w);
   }
 
   // Min over this thread's channels of acc + conv_bias, then over the 4 lanes sharing its

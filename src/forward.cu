@@ -13,8 +13,8 @@
 namespace ctfuse {
 namespace {
 
-// The smallest MH in the table bounds the number of partial rows for any policy.
-constexpr int kMinMH = 4;
+// The smallest MH of a math mode's fused entries bounds the number of partial rows.
+constexpr int kMinMHTF32 = 4, kMinMHFP32 = 2;
 
 // s[n, w] = sum over block rows of partial[n, row, w], in row order; then out.
 __global__ void finish_columns_kernel(const double* __restrict__ partial, int64_t N, int tiles_h, int64_t W,
@@ -28,17 +28,20 @@ __global__ void finish_columns_kernel(const double* __restrict__ partial, int64_
   }
 }
 
-// Block rows the fused path splits each column's sum into, for any table entry.
-int64_t max_partial_tiles_h(const ConvTGeometry& g) {
-  static_assert(GemmTF32Wide::MH >= kMinMH && GemmTF32Wgmma::MH >= kMinMH && GemmTF32WgmmaTma::MH >= kMinMH && GemmTF32Narrow::MH >= kMinMH &&
-                    GemmFP32Wide::MH >= kMinMH && GemmFP32Narrow::MH >= kMinMH,
+// Block rows the fused path splits each column's sum into, for any table entry of the mode.
+int64_t max_partial_tiles_h(const ConvTGeometry& g, MathMode math) {
+  static_assert(GemmTF32Wide::MH >= kMinMHTF32 && GemmTF32Wgmma::MH >= kMinMHTF32 &&
+                    GemmTF32WgmmaTma::MH >= kMinMHTF32 && GemmTF32Narrow::MH >= kMinMHTF32 &&
+                    GemmFP32Wide::MH >= kMinMHFP32 && GemmFP32Narrow::MH >= kMinMHFP32 &&
+                    GemmFP32Wgmma::MH >= kMinMHFP32 && GemmFP32WgmmaTma::MH >= kMinMHFP32,
                 "kMinMH bounds the partial-sum workspace");
-  return (g.QH + kMinMH - 1) / kMinMH;
+  const int min_mh = math == MathMode::kTF32 ? kMinMHTF32 : kMinMHFP32;
+  return (g.QH + min_mh - 1) / min_mh;
 }
 
-size_t path_extra_bytes(const ConvTGeometry& g, Path path) {
+size_t path_extra_bytes(const ConvTGeometry& g, MathMode math, Path path) {
   if (path == Path::kUnfused) return sizeof(float) * size_t(g.N) * g.C_out * g.H_out * g.W_out;
-  return sizeof(double) * size_t(g.N) * size_t(max_partial_tiles_h(g)) * g.W_out;
+  return sizeof(double) * size_t(g.N) * size_t(max_partial_tiles_h(g, math)) * g.W_out;
 }
 
 Path resolve(Path p) { return p == Path::kAuto ? Path::kFused : p; }
@@ -62,7 +65,7 @@ Status forward_workspace_size(const ConvTranspose2dParams& params, int64_t bias_
   if (bias_len < 1) return invalid("forward_workspace_size: bias_len must be >= 1");
   ConvTGeometry g;
   CTFUSE_RETURN_IF_ERROR(make_geometry(params, &g));
-  *bytes = workspace_layout(g, options.math, path_extra_bytes(g, resolve(options.path))).total;
+  *bytes = workspace_layout(g, options.math, path_extra_bytes(g, options.math, resolve(options.path))).total;
   return ok_status();
 }
 
@@ -82,15 +85,16 @@ Status forward(const ConvTranspose2dParams& params, const float* x, const float*
       (conv_bias && !is_aligned(conv_bias, 4)) || (s && !is_aligned(s, 4)))
     return invalid("forward: x, weight, conv_bias, bias, out and s must be 4-byte aligned");
   const Path path = resolve(options.path);
-  const WorkspaceLayout l = workspace_layout(g, options.math, path_extra_bytes(g, path));
+  const WorkspaceLayout l = workspace_layout(g, options.math, path_extra_bytes(g, options.math, path));
   CTFUSE_RETURN_IF_ERROR(check_workspace(workspace, workspace_bytes, l.total, "forward: workspace is null",
                                          "forward: workspace_bytes is smaller than forward_workspace_size",
                                          "forward: workspace is not 16-byte aligned"));
   char* ws = static_cast<char*>(workspace);
+  const EpilogueKind epi = path == Path::kUnfused ? EpilogueKind::kStore : EpilogueKind::kMinSum;
   EngineChoice engine;
-  CTFUSE_RETURN_IF_ERROR(select_engine(options.mainloop, options.math, g, x, &engine));
+  CTFUSE_RETURN_IF_ERROR(select_engine(options.mainloop, options.math, epi, g, x, &engine));
   ConvTOperands op;
-  CTFUSE_RETURN_IF_ERROR(pack_weights(g, x, weight, options.math, engine.engine, ws, l, stream, &op));
+  CTFUSE_RETURN_IF_ERROR(pack_weights(g, x, weight, options.math, engine.engine, epi, ws, l, stream, &op));
 
   if (path == Path::kUnfused) {
     float* y = reinterpret_cast<float*>(ws + l.extra);
@@ -100,7 +104,7 @@ Status forward(const ConvTranspose2dParams& params, const float* x, const float*
   }
   double* partial = reinterpret_cast<double*>(ws + l.extra);
   int tiles_h = 0;
-  CTFUSE_RETURN_IF_ERROR(with_gemm_config(g, options.math, engine.engine, [&](auto c) {
+  CTFUSE_RETURN_IF_ERROR(with_gemm_config<EpilogueKind::kMinSum>(g, options.math, engine.engine, [&](auto c) {
     return launch_convt_gemm<MinSumEpilogue>(c, g, op, {conv_bias, partial}, engine, stream, &tiles_h);
   }));
   const int64_t cols = int64_t(g.N) * g.W_out;

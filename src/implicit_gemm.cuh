@@ -127,43 +127,66 @@ struct AccLayout {
 template <typename P>
 using Accumulators = float[AccLayout<P>::MI][AccLayout<P>::NJ][4];
 
-// ---- The walk over (phase, channel tile, tap, input-channel chunk) --------------------
-// Phases are visited as (outer, inner) = (rho_w, rho_h) when kRhoWOuter (the min/sum
-// epilogue finishes a column's sums once every rho_h of its rho_w is done), else as
-// (rho_h, rho_w) (the store epilogue writes the two halves of an output row's sectors
-// close together in time, so L2 merges them before they reach DRAM).
+// ---- The walk over (GEMM tile, tap, input-channel chunk) ------------------------------
+// A block computes s_h x s_w x n_tiles GEMM tiles (one per phase and channel tile), in
+// the order its epilogue needs (EpilogueKind):
+//  - kMinSum: rho_w, then rho_h, then the channel tile: a pixel's channel minimum is
+//    complete after its phase's last channel tile, a column's row sum after its rho_w's
+//    last phase;
+//  - kStore: rho_h, then the channel tile, then rho_w: the rho_w phases of one output
+//    row region come one after the other, so the epilogue can interleave them and write
+//    y in whole sectors.
+struct GemmTile {
+  int rho_h, rho_w, n_tile;
+};
+
 struct KStep {
-  int outer, inner, n_tile, ti, tj, chunk;
+  GemmTile t;
+  bool done;  // past the last GEMM tile
+  int ti, tj, chunk;
   PhaseTaps taps;
   int kh, kw, dih, diw;  // the current tap and its input offset
 };
 
-// Shared by producer and consumer, so they cannot disagree. No divisions: taps advance
-// by a fixed kernel step and a fixed input shift (see convt_geometry.cuh).
-template <bool kRhoWOuter>
+// Shared by producer and consumer, so they cannot disagree. No divisions: GEMM tiles and
+// taps advance by counters, taps by a fixed kernel step and input shift (see
+// convt_geometry.cuh).
+template <EpilogueKind kOrder>
 struct TileWalk {
   const ConvTGeometry* g;
   int n_tiles, chunks;
 
-  __device__ int outer_extent() const { return kRhoWOuter ? g->stride_w : g->stride_h; }
-  __device__ int inner_extent() const { return kRhoWOuter ? g->stride_h : g->stride_w; }
-  __device__ PhaseTaps taps(int outer, int inner) const {
-    return kRhoWOuter ? phase_taps(*g, inner, outer) : phase_taps(*g, outer, inner);
+  // The GEMM tile after `t` in the walk order; false after the last one.
+  __device__ bool next_tile(GemmTile& t) const {
+    if constexpr (kOrder == EpilogueKind::kMinSum) {
+      if (++t.n_tile < n_tiles) return true;
+      t.n_tile = 0;
+      if (++t.rho_h < g->stride_h) return true;
+      t.rho_h = 0;
+      return ++t.rho_w < g->stride_w;
+    } else {
+      if (++t.rho_w < g->stride_w) return true;
+      t.rho_w = 0;
+      if (++t.n_tile < n_tiles) return true;
+      t.n_tile = 0;
+      return ++t.rho_h < g->stride_h;
+    }
   }
-  __device__ bool valid(const KStep& s) const { return s.outer < outer_extent(); }
+  __device__ bool valid(const KStep& s) const { return !s.done; }
 
-  // First k-step at or after phase (outer, inner), skipping phases without taps.
-  __device__ KStep first_from(int outer, int inner) const {
+  // First k-step of GEMM tile `t` or a later one, skipping phases without taps.
+  __device__ KStep first_from(GemmTile t) const {
     KStep s{};
-    for (s.outer = outer; s.outer < outer_extent(); ++s.outer, inner = 0)
-      for (s.inner = inner; s.inner < inner_extent(); ++s.inner) {
-        s.taps = taps(s.outer, s.inner);
-        if (s.taps.count() > 0) {
-          s.kh = s.taps.kh0; s.kw = s.taps.kw0; s.dih = s.taps.dih0; s.diw = s.taps.diw0;
-          return s;
-        }
+    s.t = t;
+    do {
+      s.taps = phase_taps(*g, s.t.rho_h, s.t.rho_w);
+      if (s.taps.count() > 0) {
+        s.kh = s.taps.kh0; s.kw = s.taps.kw0; s.dih = s.taps.dih0; s.diw = s.taps.diw0;
+        return s;
       }
-    return s;  // exhausted: outer == outer_extent()
+    } while (next_tile(s.t));
+    s.done = true;
+    return s;
   }
 
   __device__ void advance(KStep& s) const {
@@ -172,9 +195,11 @@ struct TileWalk {
     if (++s.tj < s.taps.nw) { s.kw += g->tap_step_w; s.diw -= g->diw_step; return; }
     s.tj = 0; s.kw = s.taps.kw0; s.diw = s.taps.diw0;
     if (++s.ti < s.taps.nh) { s.kh += g->tap_step_h; s.dih -= g->dih_step; return; }
-    s.ti = 0; s.kh = s.taps.kh0; s.dih = s.taps.dih0;
-    if (++s.n_tile < n_tiles) return;
-    s = s.inner + 1 < inner_extent() ? first_from(s.outer, s.inner + 1) : first_from(s.outer + 1, 0);
+    GemmTile t = s.t;
+    if (next_tile(t))
+      s = first_from(t);
+    else
+      s.done = true;
   }
 };
 
@@ -237,7 +262,7 @@ struct Mainloop {
       for (int j = 0; j < 4; ++j)
         lp.dst[pass][j] = stage_a(stage) + k0 * P::A_STRIDE + ((m ^ (8 * (k0 & 3))) ^ (8 * j));
     }
-    lp.b_src = active ? op.w_big + PackedWeights<P>::block(g, s.kh, s.kw, s.chunk, s.n_tile) * kBFloats : op.w_big;
+    lp.b_src = active ? op.w_big + PackedWeights<P>::block(g, s.kh, s.kw, s.chunk, s.t.n_tile) * kBFloats : op.w_big;
     lp.b_dst = stage_b(stage);
     return lp;
   }
@@ -282,12 +307,13 @@ struct Mainloop {
     bool active;
   };
   static constexpr int kBoxFloats = P::kTmaBoxW * 2 * P::BK;
-  static constexpr uint32_t kTmaStageBytes = sizeof(float) * (kAFloats + kBFloats);
+  static constexpr int kBBlocks = kMath == MathMode::kFP32 ? 2 : 1;  // big, and small in FP32 mode
+  static constexpr uint32_t kTmaStageBytes = sizeof(float) * (kAFloats + kBBlocks * kBFloats);
 
   __device__ TmaPlan tma_plan(const KStep& s, bool active, int stage) const {
     const int w = qw0 + s.diw;
     return {w & ~3, qh0 + s.dih, s.chunk * P::BK, w & 3,
-            op.w_big + PackedWeights<P>::block(g, s.kh, s.kw, s.chunk, s.n_tile) * kBFloats, stage, active};
+            op.w_big + PackedWeights<P>::block(g, s.kh, s.kw, s.chunk, s.t.n_tile) * kBFloats, stage, active};
   }
 
   __device__ void issue_tma(const TmaPlan& tp) const {
@@ -299,6 +325,8 @@ struct Mainloop {
     for (int b = 0; b < P::MH / 2; ++b)
       ptx::tma_load_4d(stage_a(tp.stage) + b * kBoxFloats, x_map, tp.w0, tp.h0 + 2 * b, tp.c0, n, bar);
     ptx::bulk_load(stage_b(tp.stage), tp.b_src, sizeof(float) * kBFloats, bar);
+    if constexpr (kMath == MathMode::kFP32)
+      ptx::bulk_load(stage_b(tp.stage) + kBFloats, tp.b_src + (op.w_small - op.w_big), sizeof(float) * kBFloats, bar);
   }
 
   // The copies of one k-step, in the form the consumer issues them (mma()).
@@ -347,25 +375,30 @@ struct Mainloop {
   // (`lp`) in between.
   template <typename Plan>
   __device__ void mma(int stage, const AccLayout<P>& L, Accumulators<P>& acc, const Plan& lp) const {
-    if constexpr (P::kWgmma) {
-      static_assert(kMath == MathMode::kTF32, "the wgmma mainloop is TF32 only");
-      wgmma_stage(stage, L, acc, lp);
-    } else if constexpr (kMath == MathMode::kFP32) {
+    if constexpr (kMath == MathMode::kTF32) {
+      if constexpr (P::kWgmma)
+        wgmma_stage(stage, L, acc, lp);
+      else
+        mma_stage(stage, L, acc, lp);
+    } else {
       // The tensor cores' fp32 accumulation is not IEEE round-to-nearest: summing every
       // product of a long K into one fragment loses ~2^-23 of |acc| per mma (3xTF32 gave
       // 1.4e-6 on y that way on the H100). Accumulating one stage in a fresh fragment and
-      // adding it with an FADD keeps 3xTF32 at fp32 accuracy.
+      // adding it with an FADD keeps 3xTF32 at fp32 accuracy. (wgmma starts the fragment
+      // itself: its first product of the stage ignores the old contents.)
       Accumulators<P> part;
-      zero(part);
-      mma_stage(stage, L, part, lp);
+      if constexpr (P::kWgmma) {
+        wgmma_stage(stage, L, part, lp);
+      } else {
+        zero(part);
+        mma_stage(stage, L, part, lp);
+      }
 #pragma unroll
       for (int i = 0; i < AccLayout<P>::MI; ++i)
 #pragma unroll
         for (int j = 0; j < AccLayout<P>::NJ; ++j)
 #pragma unroll
           for (int v = 0; v < 4; ++v) acc[i][j][v] += part[i][j][v];
-    } else {
-      mma_stage(stage, L, acc, lp);
     }
   }
 
@@ -379,6 +412,30 @@ struct Mainloop {
   }
 
  private:
+  // A fragment values as the tensor cores take them. TF32: rounded to nearest. FP32
+  // (3xTF32): x = big + lo with big = tf32(x), lo = tf32(x - big), and mid = big except 0
+  // for a non-finite x (inf * a zero small weight would be NaN; lo is 0 there too); the
+  // products are lo*w_big + mid*w_small + big*w_big.
+  struct AOperand {
+    uint32_t big[4];
+    [[maybe_unused]] uint32_t lo[4], mid[4];
+  };
+  __device__ static AOperand split_a(const float (&v)[4]) {
+    AOperand a;
+#pragma unroll
+    for (int r = 0; r < 4; ++r) {
+      if constexpr (kMath == MathMode::kFP32) {
+        a.big[r] = ptx::tf32_round(v[r]);  // the exact TF32 number: lo subtracts it
+        const bool finite = isfinite(v[r]);
+        a.lo[r] = finite ? ptx::tf32_round(v[r] - __uint_as_float(a.big[r])) : 0u;
+        a.mid[r] = finite ? a.big[r] : 0u;
+      } else {
+        a.big[r] = ptx::tf32_round_operand(v[r]);
+      }
+    }
+    return a;
+  }
+
   // sm_90a: per k8 step each warp loads and rounds its A fragments (the same fragment
   // layout as mma.sync), then the warpgroup issues one m64n128k8 per m-subtile with B
   // read from the stage by descriptor. All k8 steps of a stage are queued on the tensor
@@ -416,7 +473,7 @@ struct Mainloop {
         issue_a<P::BK / 8>(lp, k8 / 8);
         if (k8 == 0) issue_b(lp);
       }
-      uint32_t a[MI][4];
+      AOperand a[MI];
 #pragma unroll
       for (int i = 0; i < MI; ++i) {
         const float* p = a_frag[i] + k8 * kRowK;
@@ -428,14 +485,21 @@ struct Mainloop {
           const float2 hi = *reinterpret_cast<const float2*>(p + 4 * kRowK);
           v[0] = lo.x; v[1] = lo.y; v[2] = hi.x; v[3] = hi.y;
         }
-#pragma unroll
-        for (int r = 0; r < 4; ++r) a[i][r] = ptx::tf32_round_operand(v[r]);
+        a[i] = split_a(v);
       }
-      const uint64_t b_desc =
-          ptx::wgmma_desc(b_addr + (k8 / 8) * PW::kWgmmaK8Bytes, PW::kWgmmaKStrideBytes, PW::kWgmmaNStrideBytes);
+      const uint32_t k8_bytes = (k8 / 8) * PW::kWgmmaK8Bytes;
+      const uint64_t b_desc = ptx::wgmma_desc(b_addr + k8_bytes, PW::kWgmmaKStrideBytes, PW::kWgmmaNStrideBytes);
       ptx::wgmma_fence();
 #pragma unroll
-      for (int i = 0; i < MI; ++i) ptx::wgmma_m64n128k8_tf32(acc[i], a[i], b_desc);
+      for (int i = 0; i < MI; ++i) {
+        if constexpr (kMath == MathMode::kFP32) {  // small terms first; acc is a fresh per-stage part (mma())
+          const uint64_t b_small_desc = ptx::wgmma_desc(b_addr + sizeof(float) * kBFloats + k8_bytes,
+                                                        PW::kWgmmaKStrideBytes, PW::kWgmmaNStrideBytes);
+          ptx::wgmma_m64n128k8_tf32(acc[i], a[i].lo, b_desc, k8 > 0);
+          ptx::wgmma_m64n128k8_tf32(acc[i], a[i].mid, b_small_desc, true);
+        }
+        ptx::wgmma_m64n128k8_tf32(acc[i], a[i].big, b_desc, true);
+      }
       ptx::wgmma_commit();
     }
     ptx::wgmma_wait<0>();
@@ -451,26 +515,15 @@ struct Mainloop {
     for (int k8 = 0; k8 < P::BK; k8 += 8) {
       issue_a<P::BK / 8>(lp, k8 / 8);
       if (k8 == 0) issue_b(lp);
-      uint32_t a[MI][4], b[NJ][2];
-      // FP32 mode (3xTF32): a = a_big + a_lo, w = b + b_lo, acc += a_lo*b + a_mid*b_lo + a*b,
-      // where a_mid = a_big except 0 for a non-finite a (inf * a zero b_lo would be NaN).
-      [[maybe_unused]] uint32_t a_lo[MI][4], a_mid[MI][4], b_lo[NJ][2];
+      AOperand a[MI];
+      uint32_t b[NJ][2];
+      [[maybe_unused]] uint32_t b_lo[NJ][2];  // FP32 mode: the small weights
 #pragma unroll
       for (int i = 0; i < MI; ++i) {
         const float* p = a_row + k8 * P::A_STRIDE + 32 * (i / 2) + (i % 2 ? col1 : col0);
         const float2 lo = *reinterpret_cast<const float2*>(p);                     // k = t
         const float2 hi = *reinterpret_cast<const float2*>(p + 4 * P::A_STRIDE);  // k = t + 4
-        const float v[4] = {lo.x, lo.y, hi.x, hi.y};
-#pragma unroll
-        for (int r = 0; r < 4; ++r) {
-          // FP32 mode subtracts the rounded value, so it needs the exact TF32 number.
-          a[i][r] = kMath == MathMode::kFP32 ? ptx::tf32_round(v[r]) : ptx::tf32_round_operand(v[r]);
-          if constexpr (kMath == MathMode::kFP32) {
-            const bool finite = isfinite(v[r]);
-            a_lo[i][r] = finite ? ptx::tf32_round(v[r] - __uint_as_float(a[i][r])) : 0u;
-            a_mid[i][r] = finite ? a[i][r] : 0u;
-          }
-        }
+        a[i] = split_a({lo.x, lo.y, hi.x, hi.y});
       }
 #pragma unroll
       for (int np = 0; np < NJ / 2; ++np) {
@@ -487,10 +540,10 @@ struct Mainloop {
 #pragma unroll
         for (int j = 0; j < NJ; ++j) {
           if constexpr (kMath == MathMode::kFP32) {  // 3xTF32: small terms first
-            ptx::mma_tf32(acc[i][j], a_lo[i], b[j]);
-            ptx::mma_tf32(acc[i][j], a_mid[i], b_lo[j]);
+            ptx::mma_tf32(acc[i][j], a[i].lo, b[j]);
+            ptx::mma_tf32(acc[i][j], a[i].mid, b_lo[j]);
           }
-          ptx::mma_tf32(acc[i][j], a[i], b[j]);
+          ptx::mma_tf32(acc[i][j], a[i].big, b[j]);
         }
     }
   }
@@ -504,11 +557,11 @@ struct ConvTArgs {
 };
 
 // Epilogue interface (see epilogues.cuh):
-//   struct E { struct Params; struct Shared; static constexpr bool kRhoWOuter;
+//   struct E { struct Params; struct Shared; static constexpr EpilogueKind kKind;
 //     __device__ E(const Params&, Shared&, const ConvTArgs&, int n, int tile_h, int tile_w);
-//     __device__ void consume(const Accumulators<P>&, const AccLayout<P>&, int rho_h, int rho_w, int n_tile);
-//     __device__ void phase_done(const AccLayout<P>&, int rho_h, int rho_w);  // all channel tiles consumed
-//     __device__ void column_done(int rho_w); };  // kRhoWOuter: every phase with this rho_w done
+//     __device__ void consume(const Accumulators<P>&, const AccLayout<P>&, GemmTile); };
+// consume() sees the GEMM tiles in the walk order of kKind (TileWalk), every one of them,
+// phases without taps included (their accumulators are zero).
 template <typename P, MathMode kMath, typename Epilogue>
 __device__ __forceinline__ void convt_implicit_gemm(const ConvTArgs& args, const typename Epilogue::Params& ep,
                                                     const CUtensorMap* x_map) {
@@ -530,7 +583,7 @@ __device__ __forceinline__ void convt_implicit_gemm(const ConvTArgs& args, const
   uint32_t phases = 0;  // kTma: the parity each stage's mbarrier completes next
   const ConvTGeometry& g = args.g;
   const AccLayout<P> L(threadIdx.x / 32, threadIdx.x % 32);
-  const TileWalk<Epilogue::kRhoWOuter> walk{&g, PackedWeights<P>::n_tiles(g), PackedWeights<P>::chunks(g)};
+  const TileWalk<Epilogue::kKind> walk{&g, PackedWeights<P>::n_tiles(g), PackedWeights<P>::chunks(g)};
   const int64_t tiles = int64_t(g.N) * args.tiles_h * args.tiles_w;
 
   for (int64_t tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
@@ -541,7 +594,7 @@ __device__ __forceinline__ void convt_implicit_gemm(const ConvTArgs& args, const
     Epilogue epi(ep, ep_shared, args, n, tile_h, tile_w);
 
     // Prologue: fill STAGES-1 stages.
-    KStep next = walk.first_from(0, 0);
+    KStep next = walk.first_from(GemmTile{0, 0, 0});
 #pragma unroll
     for (int s = 0; s < P::STAGES - 1; ++s) {
       const bool active = walk.valid(next);
@@ -551,29 +604,22 @@ __device__ __forceinline__ void convt_implicit_gemm(const ConvTArgs& args, const
     }
 
     int stage = 0;  // the stage the consumer reads next
-    for (int outer = 0; outer < walk.outer_extent(); ++outer) {
-      for (int inner = 0; inner < walk.inner_extent(); ++inner) {
-        const int rho_w = Epilogue::kRhoWOuter ? outer : inner;
-        const int rho_h = Epilogue::kRhoWOuter ? inner : outer;
-        const int ksteps = phase_taps(g, rho_h, rho_w).count() * walk.chunks;
-        for (int n_tile = 0; n_tile < walk.n_tiles; ++n_tile) {
-          Accumulators<P> acc;
-          Mainloop<P, kMath>::zero(acc);
-          for (int k = 0; k < ksteps; ++k) {
-            ml.wait(stage, phases);
-            __syncthreads();  // this stage is visible to all; the one before it is free
-            const bool active = walk.valid(next);
-            ml.mma(stage, L, acc, ml.next_plan(next, active, stage == 0 ? P::STAGES - 1 : stage - 1));
-            ml.commit();
-            if (active) walk.advance(next);
-            stage = stage + 1 == P::STAGES ? 0 : stage + 1;
-          }
-          epi.consume(acc, L, rho_h, rho_w, n_tile);
-        }
-        epi.phase_done(L, rho_h, rho_w);
+    GemmTile gt{0, 0, 0};
+    do {
+      const int ksteps = phase_taps(g, gt.rho_h, gt.rho_w).count() * walk.chunks;
+      Accumulators<P> acc;
+      Mainloop<P, kMath>::zero(acc);
+      for (int k = 0; k < ksteps; ++k) {
+        ml.wait(stage, phases);
+        __syncthreads();  // this stage is visible to all; the one before it is free
+        const bool active = walk.valid(next);
+        ml.mma(stage, L, acc, ml.next_plan(next, active, stage == 0 ? P::STAGES - 1 : stage - 1));
+        ml.commit();
+        if (active) walk.advance(next);
+        stage = stage + 1 == P::STAGES ? 0 : stage + 1;
       }
-      if (Epilogue::kRhoWOuter) epi.column_done(outer);
-    }
+      epi.consume(acc, L, gt);
+    } while (walk.next_tile(gt));
     ml.drain();
     __syncthreads();  // the next tile's prologue overwrites the stages
   }

@@ -85,14 +85,26 @@ constexpr size_t mainloop_smem_bytes(MathMode m) {
   return sizeof(float) * P::STAGES * stage_floats<P>(m) + tma_barrier_bytes<P>();
 }
 
-// Shared memory of the two epilogues (epilogues.cuh static_asserts that they match).
+// The two epilogues (epilogues.cuh); each has its own entries in the table below.
+enum class EpilogueKind {
+  kStore,   // y = acc + conv bias, stored (conv_transpose2d, the unfused path)
+  kMinSum,  // min over channels, sum over rows: y is never stored (the fused forward)
+};
+
+// Shared memory of the two epilogues (epilogues.cuh static_asserts that they match). The
+// store epilogue holds a warp's 8-channel transpose and, for stride_w = 2, the whole
+// rho_w = 0 tile until its rho_w = 1 partner is done (so y is written in whole sectors).
 template <typename P>
 constexpr size_t store_epilogue_smem_bytes() {
-  return sizeof(float) * P::WARPS_M * P::WARPS_N * 8 * P::WM;
+  return sizeof(float) * (P::WARPS_M * P::WARPS_N * 8 * P::WM + P::BM * P::BN);
 }
 template <typename P>
 constexpr size_t min_sum_epilogue_smem_bytes() {
   return sizeof(float) * P::WARPS_N * P::BM + sizeof(double) * P::MW;
+}
+template <typename P>
+constexpr size_t epilogue_smem_bytes(EpilogueKind e) {
+  return e == EpilogueKind::kStore ? store_epilogue_smem_bytes<P>() : min_sum_epilogue_smem_bytes<P>();
 }
 
 // --- The table ---------------------------------------------------------------------
@@ -121,5 +133,22 @@ using GemmTF32Narrow = ImplicitGemmPolicy<8, 32, 32, 16, 4, 8, 1>;
 // weight blocks are both staged.
 using GemmFP32Wide = ImplicitGemmPolicy<4, 32, 64, 16, 3, 4, 2>;
 using GemmFP32Narrow = ImplicitGemmPolicy<8, 32, 32, 16, 3, 8, 1>;
+// FP32 (3xTF32), C_out > 64 on sm_90: wgmma, three m64n128k8 per k8 step into a per-stage
+// partial accumulator, so one warpgroup holds 64 pixels (64 + 64 accumulator registers a
+// thread); two blocks per SM. BK 16 x 3 stages keeps the store epilogue's staging within
+// the 4090 limit too (97 KB), so both epilogues share these entries.
+using GemmFP32Wgmma = ImplicitGemmPolicy<2, 32, 128, 16, 3, 4, 1, 2, MmaEngine::kWgmma>;
+using GemmFP32WgmmaTma = ImplicitGemmPolicy<2, 32, 128, 16, 3, 4, 1, 2, MmaEngine::kWgmmaTma>;
+
+// The store epilogue's entries (conv_transpose2d, unfused path): a block holds a whole
+// BM x BN tile of the rho_w = 0 phase in shared memory until its partner is computed,
+// so its tiles are half the fused ones' (64 pixels x 128 channels = 32 KB staged).
+// mma.sync: 8 warps of 32 x 32, 76 KB (two blocks per SM on the H100, one on the 4090).
+using GemmTF32WideStore = ImplicitGemmPolicy<2, 32, 128, 16, 3, 2, 4>;
+// wgmma: one warpgroup, 84 KB, two blocks per SM.
+using GemmTF32WgmmaStore = ImplicitGemmPolicy<2, 32, 128, 32, 2, 4, 1, 2, MmaEngine::kWgmma>;
+using GemmTF32WgmmaTmaStore = ImplicitGemmPolicy<2, 32, 128, 32, 2, 4, 1, 2, MmaEngine::kWgmmaTma>;
+// C_out <= 64, either math mode: 128 x 32 tiles.
+using GemmNarrowStore = ImplicitGemmPolicy<4, 32, 32, 16, 3, 4, 1>;
 
 }  // namespace ctfuse

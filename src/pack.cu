@@ -84,11 +84,11 @@ bool encode_x_tensor_map(const ConvTGeometry& g, const float* x, int box_c, CUte
 
 }  // namespace
 
-Status select_engine(MainloopKind kind, MathMode math, const ConvTGeometry& g, const float* x, EngineChoice* choice,
-                     bool encode_map) {
+Status select_engine(MainloopKind kind, MathMode math, EpilogueKind epi, const ConvTGeometry& g, const float* x,
+                     EngineChoice* choice, bool encode_map) {
   choice->engine = MmaEngine::kMmaSync;
 #ifdef CTFUSE_HAVE_SM90A
-  if (kind != MainloopKind::kAuto || math != MathMode::kTF32 || g.C_out <= 64) return ok_status();
+  if (kind != MainloopKind::kAuto || g.C_out <= 64) return ok_status();
   int device = 0, major = 0, minor = 0;
   CTFUSE_RETURN_IF_ERROR(cuda_status(cudaGetDevice(&device)));
   CTFUSE_RETURN_IF_ERROR(cuda_status(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device)));
@@ -98,10 +98,13 @@ Status select_engine(MainloopKind kind, MathMode math, const ConvTGeometry& g, c
   // TMA strides are multiples of 16 bytes below 2^40; x's base 16-byte aligned.
   const bool describable = g.W_in % 4 == 0 && is_aligned(x, 16) &&
                            int64_t(g.C_in) * g.H_in * g.W_in * int64_t(sizeof(float)) < (int64_t(1) << 40);
-  if (describable && (!encode_map || encode_x_tensor_map(g, x, GemmTF32WgmmaTma::BK, &choice->x_map)))
+  auto bk = [](auto c) { return decltype(c)::P::BK; };
+  const int box_c = epi == EpilogueKind::kStore ? with_gemm_config<EpilogueKind::kStore>(g, math, MmaEngine::kWgmmaTma, bk)
+                                                : with_gemm_config<EpilogueKind::kMinSum>(g, math, MmaEngine::kWgmmaTma, bk);
+  if (describable && (!encode_map || encode_x_tensor_map(g, x, box_c, &choice->x_map)))
     choice->engine = MmaEngine::kWgmmaTma;
 #else
-  (void)kind, (void)math, (void)g, (void)x, (void)encode_map;
+  (void)kind, (void)math, (void)epi, (void)g, (void)x, (void)encode_map;
 #endif
   return ok_status();
 }
@@ -118,7 +121,8 @@ WorkspaceLayout workspace_layout(const ConvTGeometry& g, MathMode math, size_t e
   auto packed_floats = [&](auto c) { return size_t(PackedWeights<typename decltype(c)::P>::floats(g)); };
   size_t floats = 0;
   for (MmaEngine e : {MmaEngine::kMmaSync, MmaEngine::kWgmma, MmaEngine::kWgmmaTma})
-    floats = std::max(floats, with_gemm_config(g, math, e, packed_floats));
+    floats = std::max({floats, with_gemm_config<EpilogueKind::kStore>(g, math, e, packed_floats),
+                       with_gemm_config<EpilogueKind::kMinSum>(g, math, e, packed_floats)});
   const size_t wbytes = round_up(floats * sizeof(float), 256);
   WorkspaceLayout l;
   l.w_big = 0;
@@ -136,18 +140,20 @@ Status check_workspace(const void* workspace, size_t bytes, size_t needed, const
   return ok_status();
 }
 
-Status pack_weights(const ConvTGeometry& g, const float* x, const float* weight, MathMode math, MmaEngine engine, char* ws,
-                    const WorkspaceLayout& l, cudaStream_t stream, ConvTOperands* op) {
+Status pack_weights(const ConvTGeometry& g, const float* x, const float* weight, MathMode math, MmaEngine engine,
+                    EpilogueKind epi, char* ws, const WorkspaceLayout& l, cudaStream_t stream, ConvTOperands* op) {
   float* big = reinterpret_cast<float*>(ws + l.w_big);
   float* small = reinterpret_cast<float*>(ws + l.w_small);
   *op = ConvTOperands{x, big, math == MathMode::kFP32 ? small : nullptr};
-  return with_gemm_config(g, math, engine, [&](auto c) {
+  auto pack = [&](auto c) {
     using C = decltype(c);
     const int64_t total = PackedWeights<typename C::P>::floats(g);
     const unsigned blocks = unsigned(std::min<int64_t>((total + 255) / 256, 4096));
     pack_weights_kernel<typename C::P, C::kMath><<<blocks, 256, 0, stream>>>(g, weight, big, small);
     return launch_status();
-  });
+  };
+  return epi == EpilogueKind::kStore ? with_gemm_config<EpilogueKind::kStore>(g, math, engine, pack)
+                                     : with_gemm_config<EpilogueKind::kMinSum>(g, math, engine, pack);
 }
 
 }  // namespace ctfuse

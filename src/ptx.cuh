@@ -105,14 +105,15 @@ __device__ __forceinline__ uint64_t wgmma_desc(uint32_t smem_byte_addr, uint32_t
   return uint64_t((smem_byte_addr & 0x3FFFF) >> 4) | uint64_t(k_stride >> 4) << 16 | uint64_t(mn_stride >> 4) << 32;
 }
 
-// D[64 x 128] += A[64 x 8] * B[8 x 128] for the warpgroup, tf32 in, fp32 accumulate.
-// A comes from registers in the mma.sync m16n8k8 fragment layout (each warp its 16
+// D[64 x 128] = A[64 x 8] * B[8 x 128] (+ D when `accumulate`) for the warpgroup, tf32
+// in, fp32 accumulate. A comes from registers in the mma.sync m16n8k8 fragment layout (each warp its 16
 // rows); B from shared memory (K-major, `b_desc`); D per warp is 16 n8-subtiles in the
 // m16n8 accumulator layout.
-__device__ __forceinline__ void wgmma_m64n128k8_tf32(float (&d)[16][4], const uint32_t (&a)[4], uint64_t b_desc) {
+__device__ __forceinline__ void wgmma_m64n128k8_tf32(float (&d)[16][4], const uint32_t (&a)[4], uint64_t b_desc,
+                                                     bool accumulate) {
 #ifdef CTFUSE_WGMMA_ENABLED
   asm volatile(
-      "{\n.reg .pred p;\nsetp.ne.b32 p, %69, 0;\n"  // p = 1: d += a*b (the callers zero d first)
+      "{\n.reg .pred p;\nsetp.ne.b32 p, %69, 0;\n"  // p = 0: d = a*b, the old d ignored
       "wgmma.mma_async.sync.aligned.m64n128k8.f32.tf32.tf32 {"
       "%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,"
       "%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31,"
@@ -127,7 +128,7 @@ __device__ __forceinline__ void wgmma_m64n128k8_tf32(float (&d)[16][4], const ui
         "+f"(d[10][0]), "+f"(d[10][1]), "+f"(d[10][2]), "+f"(d[10][3]), "+f"(d[11][0]), "+f"(d[11][1]), "+f"(d[11][2]), "+f"(d[11][3]),
         "+f"(d[12][0]), "+f"(d[12][1]), "+f"(d[12][2]), "+f"(d[12][3]), "+f"(d[13][0]), "+f"(d[13][1]), "+f"(d[13][2]), "+f"(d[13][3]),
         "+f"(d[14][0]), "+f"(d[14][1]), "+f"(d[14][2]), "+f"(d[14][3]), "+f"(d[15][0]), "+f"(d[15][1]), "+f"(d[15][2]), "+f"(d[15][3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b_desc), "r"(1));
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b_desc), "r"(int(accumulate)));
 #endif
 }
 

@@ -64,6 +64,10 @@ inline std::vector<ConvTranspose2dParams> edge_cases() {
       make_params(1, 70, 200, 5, 68, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1),
       make_params(2, 9, 130, 4, 36, 5, 5, 2, 2, 4, 4, 1, 1, 2, 2),
       make_params(1, 33, 300, 3, 40, 3, 3, 1, 1, 1, 1, 0, 0, 1, 1),
+      // stride_w = 2 (y stored as rho_w pairs): an odd W_out (the last pair is half
+      // outside y, no float2 stores) with two channel tiles; stride_h 1 with stride_w 2.
+      make_params(1, 24, 130, 7, 9, 3, 3, 2, 2, 1, 1, 0, 0, 1, 1),
+      make_params(2, 16, 72, 6, 36, 3, 3, 1, 2, 1, 1, 0, 1, 1, 1),
   };
 }
 

@@ -241,11 +241,13 @@ TEST(MainloopInUse, ChecksArgumentsAndNamesTheMainloop) {
   EXPECT_EQ(mainloop_in_use(p, MathMode::kTF32, static_cast<MainloopKind>(3), &name).code, StatusCode::kInvalidArgument);
   EXPECT_EQ(mainloop_in_use(p, static_cast<MathMode>(3), MainloopKind::kAuto, &name).code, StatusCode::kInvalidArgument);
   EXPECT_STREQ(name, "unchanged");
-  // No device needed: these never run on wgmma.
-  ASSERT_TRUE(mainloop_in_use(p, MathMode::kTF32, MainloopKind::kPortable, &name).ok());
-  EXPECT_STREQ(name, "mma.sync");
-  ASSERT_TRUE(mainloop_in_use(p, MathMode::kFP32, MainloopKind::kAuto, &name).ok());
-  EXPECT_STREQ(name, "mma.sync");
+  // No device needed: these never run on wgmma (kAuto asks the device: see
+  // Mainloop.WgmmaWhereBuiltAndSupported).
+  for (MathMode math : {MathMode::kTF32, MathMode::kFP32}) {
+    name = "unchanged";
+    ASSERT_TRUE(mainloop_in_use(p, math, MainloopKind::kPortable, &name).ok());
+    EXPECT_STREQ(name, "mma.sync");
+  }
 }
 
 TEST(Workspace, HugeProblemsAreUnsupportedNotWrapped) {
@@ -305,24 +307,36 @@ TEST(TuningTable, PostOpFits4090) {
   EXPECT_GE(PostOpW4::tile_w() * 4, 128) << "a W4 tile row should cover at least one 128-byte line";
 }
 
-// The implicit-GEMM table: mainloop stages plus the larger epilogue, in either math mode.
+// The implicit-GEMM table: mainloop stages plus the epilogue each entry serves, in the
+// math modes it is used with (with_gemm_config in src/convt_dispatch.h).
 template <typename P>
-void expect_gemm_fits_4090(const char* name, MathMode math) {
+void expect_gemm_fits_4090(const char* name, MathMode math, EpilogueKind epi) {
   SCOPED_TRACE(name);
-  const size_t epi = std::max(store_epilogue_smem_bytes<P>(), min_sum_epilogue_smem_bytes<P>());
-  EXPECT_LE(mainloop_smem_bytes<P>(math) + epi, k4090SmemPerBlock);
+  EXPECT_LE(mainloop_smem_bytes<P>(math) + epilogue_smem_bytes<P>(epi), k4090SmemPerBlock);
   EXPECT_LE(P::kThreads, 1024);
   EXPECT_EQ(P::BM % 32, 0);
 }
 
 TEST(TuningTable, ImplicitGemmFits4090) {
-  expect_gemm_fits_4090<GemmTF32Wide>("GemmTF32Wide", MathMode::kTF32);
-  expect_gemm_fits_4090<GemmTF32Narrow>("GemmTF32Narrow", MathMode::kTF32);
+  constexpr auto kTF32 = MathMode::kTF32, kFP32 = MathMode::kFP32;
+  constexpr auto kStore = EpilogueKind::kStore, kMinSum = EpilogueKind::kMinSum;
+  expect_gemm_fits_4090<GemmTF32Wide>("GemmTF32Wide", kTF32, kMinSum);
+  expect_gemm_fits_4090<GemmTF32Narrow>("GemmTF32Narrow", kTF32, kMinSum);
+  expect_gemm_fits_4090<GemmFP32Wide>("GemmFP32Wide", kFP32, kMinSum);
+  expect_gemm_fits_4090<GemmFP32Wide>("GemmFP32Wide", kFP32, kStore);
+  expect_gemm_fits_4090<GemmFP32Narrow>("GemmFP32Narrow", kFP32, kMinSum);
+  expect_gemm_fits_4090<GemmTF32WideStore>("GemmTF32WideStore", kTF32, kStore);
+  expect_gemm_fits_4090<GemmNarrowStore>("GemmNarrowStore", kTF32, kStore);
+  expect_gemm_fits_4090<GemmNarrowStore>("GemmNarrowStore", kFP32, kStore);
   // sm_90 only, but kept to the same limits.
-  expect_gemm_fits_4090<GemmTF32Wgmma>("GemmTF32Wgmma", MathMode::kTF32);
-  expect_gemm_fits_4090<GemmTF32WgmmaTma>("GemmTF32WgmmaTma", MathMode::kTF32);
-  expect_gemm_fits_4090<GemmFP32Wide>("GemmFP32Wide", MathMode::kFP32);
-  expect_gemm_fits_4090<GemmFP32Narrow>("GemmFP32Narrow", MathMode::kFP32);
+  expect_gemm_fits_4090<GemmTF32Wgmma>("GemmTF32Wgmma", kTF32, kMinSum);
+  expect_gemm_fits_4090<GemmTF32WgmmaTma>("GemmTF32WgmmaTma", kTF32, kMinSum);
+  expect_gemm_fits_4090<GemmTF32WgmmaStore>("GemmTF32WgmmaStore", kTF32, kStore);
+  expect_gemm_fits_4090<GemmTF32WgmmaTmaStore>("GemmTF32WgmmaTmaStore", kTF32, kStore);
+  for (EpilogueKind epi : {kStore, kMinSum}) {
+    expect_gemm_fits_4090<GemmFP32Wgmma>("GemmFP32Wgmma", kFP32, epi);
+    expect_gemm_fits_4090<GemmFP32WgmmaTma>("GemmFP32WgmmaTma", kFP32, epi);
+  }
 }
 
 }  // namespace

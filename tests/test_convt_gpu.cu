@@ -76,12 +76,11 @@ std::vector<ConvCase> all_cases() {
   std::vector<ConvTranspose2dParams> ps = testing::edge_cases();
   const std::vector<ConvTranspose2dParams> rnd = testing::random_cases(testing::test_seed() ^ 0xc0ffee, 16);
   ps.insert(ps.end(), rnd.begin(), rnd.end());
-  // TF32 runs on both mainloops (they differ on sm_90: wgmma and mma.sync).
-  for (size_t i = 0; i < ps.size(); ++i) {
-    cases.push_back({ps[i], MathMode::kTF32, i % 5 != 3, MainloopKind::kAuto});
-    cases.push_back({ps[i], MathMode::kTF32, i % 5 != 3, MainloopKind::kPortable});
-    cases.push_back({ps[i], MathMode::kFP32, i % 5 != 3, MainloopKind::kAuto});
-  }
+  // Both math modes run on both mainloops (they differ on sm_90: wgmma and mma.sync).
+  for (size_t i = 0; i < ps.size(); ++i)
+    for (MathMode math : {MathMode::kTF32, MathMode::kFP32})
+      for (MainloopKind mainloop : {MainloopKind::kAuto, MainloopKind::kPortable})
+        cases.push_back({ps[i], math, i % 5 != 3, mainloop});
   return cases;
 }
 
@@ -114,7 +113,8 @@ TEST(ConvTGolden, MatchesPyTorch) {
   ASSERT_FALSE(files.empty());
   const std::pair<MathMode, MainloopKind> modes[] = {{MathMode::kTF32, MainloopKind::kAuto},
                                                      {MathMode::kTF32, MainloopKind::kPortable},
-                                                     {MathMode::kFP32, MainloopKind::kAuto}};
+                                                     {MathMode::kFP32, MainloopKind::kAuto},
+                                                     {MathMode::kFP32, MainloopKind::kPortable}};
   for (const std::string& f : files)
     for (const auto& [math, mainloop] : modes) {
       SCOPED_TRACE(f + " " + mode_name(math, mainloop));
@@ -157,9 +157,13 @@ TEST(PackedWeights, LayoutsMatchTheirReaders) {
   expect_packing_is_a_bijection<GemmFP32Narrow>("GemmFP32Narrow");
   expect_packing_is_a_bijection<GemmTF32Wgmma>("GemmTF32Wgmma");
   expect_packing_is_a_bijection<GemmTF32WgmmaTma>("GemmTF32WgmmaTma");
+  expect_packing_is_a_bijection<GemmTF32WideStore>("GemmTF32WideStore");
+  expect_packing_is_a_bijection<GemmNarrowStore>("GemmNarrowStore");
+  expect_packing_is_a_bijection<GemmTF32WgmmaStore>("GemmTF32WgmmaStore");
+  expect_packing_is_a_bijection<GemmFP32Wgmma>("GemmFP32Wgmma");
 }
 
-// On sm_90 with sm_90a code built in (the default), TF32 with C_out > 64 runs on wgmma,
+// On sm_90 with sm_90a code built in (the default), C_out > 64 runs on wgmma,
 // fed by TMA when W_in % 4 == 0 (x rows 16-byte aligned), else by cp.async: the tests
 // above then cover all three mainloops. Elsewhere everything is mma.sync.
 TEST(Mainloop, WgmmaWhereBuiltAndSupported) {
@@ -183,6 +187,8 @@ TEST(Mainloop, WgmmaWhereBuiltAndSupported) {
   ASSERT_TRUE(mainloop_in_use(wide, MathMode::kTF32, MainloopKind::kPortable, &name).ok());
   EXPECT_STREQ(name, "mma.sync");
   ASSERT_TRUE(mainloop_in_use(wide, MathMode::kFP32, MainloopKind::kAuto, &name).ok());
+  EXPECT_STREQ(name, hopper ? "wgmma+TMA" : "mma.sync");
+  ASSERT_TRUE(mainloop_in_use(wide, MathMode::kFP32, MainloopKind::kPortable, &name).ok());
   EXPECT_STREQ(name, "mma.sync");
   ASSERT_TRUE(mainloop_in_use(narrow, MathMode::kTF32, MainloopKind::kAuto, &name).ok());
   EXPECT_STREQ(name, "mma.sync");

@@ -131,6 +131,7 @@ std::vector<FwdCase> all_cases() {
     cases.push_back({ps[i], {MathMode::kTF32, gelu, Path::kFused}, bias_len});
     cases.push_back({ps[i], {MathMode::kTF32, gelu, Path::kFused, MainloopKind::kPortable}, bias_len});
     cases.push_back({ps[i], {MathMode::kFP32, gelu, Path::kFused}, bias_len});
+    cases.push_back({ps[i], {MathMode::kFP32, gelu, Path::kFused, MainloopKind::kPortable}, bias_len});
     if (i % 4 == 0) cases.push_back({ps[i], {MathMode::kTF32, gelu, Path::kUnfused}, bias_len});
   }
   return cases;
@@ -200,7 +201,8 @@ TEST(ForwardFused, NaNPayloadsSurviveTf32Rounding) {
   for (double v : f.s) s_max = std::isfinite(v) ? std::max(s_max, std::abs(v)) : s_max;
   for (const ForwardOptions o : {ForwardOptions{MathMode::kTF32, GeluMode::kErf, Path::kFused},
                                  ForwardOptions{MathMode::kTF32, GeluMode::kErf, Path::kFused, MainloopKind::kPortable},
-                                 ForwardOptions{MathMode::kFP32, GeluMode::kErf, Path::kFused}}) {
+                                 ForwardOptions{MathMode::kFP32, GeluMode::kErf, Path::kFused},
+                                 ForwardOptions{MathMode::kFP32, GeluMode::kErf, Path::kFused, MainloopKind::kPortable}}) {
     SCOPED_TRACE(mode_name(o));
     const ForwardResult r = run_forward(p, d, o);
     ASSERT_TRUE(r.st.ok()) << r.st.message;
@@ -223,7 +225,8 @@ TEST(ForwardFused, BitwiseReproducible) {
   const testing::ProblemData d = testing::make_data(p, 1, testing::test_seed(), true);
   for (const ForwardOptions o : {ForwardOptions{MathMode::kTF32, GeluMode::kErf, Path::kFused},
                                  ForwardOptions{MathMode::kTF32, GeluMode::kErf, Path::kFused, MainloopKind::kPortable},
-                                 ForwardOptions{MathMode::kFP32, GeluMode::kErf, Path::kFused}}) {
+                                 ForwardOptions{MathMode::kFP32, GeluMode::kErf, Path::kFused},
+                                 ForwardOptions{MathMode::kFP32, GeluMode::kErf, Path::kFused, MainloopKind::kPortable}}) {
     SCOPED_TRACE(mode_name(o));
     const ForwardResult a = run_forward(p, d, o), b = run_forward(p, d, o);
     ASSERT_TRUE(a.st.ok() && b.st.ok());
@@ -306,7 +309,8 @@ TEST(ForwardGolden, MatchesPyTorch) {
     for (Path path : {Path::kFused, Path::kUnfused})
       for (const auto& [math, mainloop] : {std::pair{MathMode::kTF32, MainloopKind::kAuto},
                                            std::pair{MathMode::kTF32, MainloopKind::kPortable},
-                                           std::pair{MathMode::kFP32, MainloopKind::kAuto}}) {
+                                           std::pair{MathMode::kFP32, MainloopKind::kAuto},
+                                           std::pair{MathMode::kFP32, MainloopKind::kPortable}}) {
         SCOPED_TRACE(f + " " + mode_name({math, GeluMode::kErf, path, mainloop}) +
                      (path == Path::kFused ? " fused" : " unfused"));
         ref::GoldenCase g;
