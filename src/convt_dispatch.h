@@ -41,23 +41,19 @@ const char* engine_name(MmaEngine e);
 // for the entries of its own epilogue.
 template <EpilogueKind kEpi, typename F>
 decltype(auto) with_gemm_config(const ConvTGeometry& g, MathMode math, MmaEngine engine, F&& f) {
+  using T = GemmTable<kEpi>;
+  constexpr MathMode kTF32 = MathMode::kTF32, kFP32 = MathMode::kFP32;
   const bool narrow = g.C_out <= 64;
-  constexpr bool store = kEpi == EpilogueKind::kStore;
-  if (math == MathMode::kFP32) {
-    if (narrow)
-      return store ? f(GemmConfig<GemmNarrowStore, MathMode::kFP32>{}) : f(GemmConfig<GemmFP32Narrow, MathMode::kFP32>{});
-    if (engine == MmaEngine::kWgmmaTma) return f(GemmConfig<GemmFP32WgmmaTma, MathMode::kFP32>{});
-    if (engine == MmaEngine::kWgmma) return f(GemmConfig<GemmFP32Wgmma, MathMode::kFP32>{});
-    return f(GemmConfig<GemmFP32Wide, MathMode::kFP32>{});
+  if (math == kFP32) {
+    if (narrow) return f(GemmConfig<typename T::FP32Narrow, kFP32>{});
+    if (engine == MmaEngine::kWgmmaTma) return f(GemmConfig<typename T::FP32WgmmaTma, kFP32>{});
+    if (engine == MmaEngine::kWgmma) return f(GemmConfig<typename T::FP32Wgmma, kFP32>{});
+    return f(GemmConfig<typename T::FP32Wide, kFP32>{});
   }
-  if (narrow)
-    return store ? f(GemmConfig<GemmNarrowStore, MathMode::kTF32>{}) : f(GemmConfig<GemmTF32Narrow, MathMode::kTF32>{});
-  if (engine == MmaEngine::kWgmmaTma)
-    return store ? f(GemmConfig<GemmTF32WgmmaTmaStore, MathMode::kTF32>{})
-                 : f(GemmConfig<GemmTF32WgmmaTma, MathMode::kTF32>{});
-  if (engine == MmaEngine::kWgmma)
-    return store ? f(GemmConfig<GemmTF32WgmmaStore, MathMode::kTF32>{}) : f(GemmConfig<GemmTF32Wgmma, MathMode::kTF32>{});
-  return store ? f(GemmConfig<GemmTF32WideStore, MathMode::kTF32>{}) : f(GemmConfig<GemmTF32Wide, MathMode::kTF32>{});
+  if (narrow) return f(GemmConfig<typename T::TF32Narrow, kTF32>{});
+  if (engine == MmaEngine::kWgmmaTma) return f(GemmConfig<typename T::TF32WgmmaTma, kTF32>{});
+  if (engine == MmaEngine::kWgmma) return f(GemmConfig<typename T::TF32Wgmma, kTF32>{});
+  return f(GemmConfig<typename T::TF32Wide, kTF32>{});
 }
 
 // Byte layout of a workspace: the packed weights (big, and small in FP32 mode; sized for

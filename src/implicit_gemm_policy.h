@@ -135,20 +135,54 @@ using GemmFP32Wide = ImplicitGemmPolicy<4, 32, 64, 16, 3, 4, 2>;
 using GemmFP32Narrow = ImplicitGemmPolicy<8, 32, 32, 16, 3, 8, 1>;
 // FP32 (3xTF32), C_out > 64 on sm_90: wgmma, three m64n128k8 per k8 step into a per-stage
 // partial accumulator, so one warpgroup holds 64 pixels (64 + 64 accumulator registers a
-// thread); two blocks per SM. BK 16 x 3 stages keeps the store epilogue's staging within
-// the 4090 limit too (97 KB), so both epilogues share these entries.
-using GemmFP32Wgmma = ImplicitGemmPolicy<2, 32, 128, 16, 3, 4, 1, 2, MmaEngine::kWgmma>;
-using GemmFP32WgmmaTma = ImplicitGemmPolicy<2, 32, 128, 16, 3, 4, 1, 2, MmaEngine::kWgmmaTma>;
+// thread); two blocks per SM, 84 KB. Fused op at the benchmark shape, H200, 2026-12-02
+// (bench, median of 30): this 601.8 us | bk16 s3 (the store entry below) 708.6: the
+// tensor pipe drains once per stage, so deeper stages pay.
+using GemmFP32Wgmma = ImplicitGemmPolicy<2, 32, 128, 32, 2, 4, 1, 2, MmaEngine::kWgmma>;
+using GemmFP32WgmmaTma = ImplicitGemmPolicy<2, 32, 128, 32, 2, 4, 1, 2, MmaEngine::kWgmmaTma>;
 
 // The store epilogue's entries (conv_transpose2d, unfused path): a block holds a whole
 // BM x BN tile of the rho_w = 0 phase in shared memory until its partner is computed,
 // so its tiles are half the fused ones' (64 pixels x 128 channels = 32 KB staged).
 // mma.sync: 8 warps of 32 x 32, 76 KB (two blocks per SM on the H100, one on the 4090).
 using GemmTF32WideStore = ImplicitGemmPolicy<2, 32, 128, 16, 3, 2, 4>;
-// wgmma: one warpgroup, 84 KB, two blocks per SM.
-using GemmTF32WgmmaStore = ImplicitGemmPolicy<2, 32, 128, 32, 2, 4, 1, 2, MmaEngine::kWgmma>;
-using GemmTF32WgmmaTmaStore = ImplicitGemmPolicy<2, 32, 128, 32, 2, 4, 1, 2, MmaEngine::kWgmmaTma>;
+// wgmma: one warpgroup, 73 KB, three blocks per SM. conv_transpose2d TF32 at the benchmark
+// shape, H200, 2026-12-02 (bench, median of 30): this 419.5 us | bk32 s2 (84 KB, two
+// blocks per SM) 450.3.
+using GemmTF32WgmmaStore = ImplicitGemmPolicy<2, 32, 128, 16, 3, 4, 1, 3, MmaEngine::kWgmma>;
+using GemmTF32WgmmaTmaStore = ImplicitGemmPolicy<2, 32, 128, 16, 3, 4, 1, 3, MmaEngine::kWgmmaTma>;
+// FP32 wgmma: BK 16 x 3 stages keeps the staging within the 4090 limit too (97 KB; BK 32
+// x 2 stages would be 118 KB).
+using GemmFP32WgmmaStore = ImplicitGemmPolicy<2, 32, 128, 16, 3, 4, 1, 2, MmaEngine::kWgmma>;
+using GemmFP32WgmmaTmaStore = ImplicitGemmPolicy<2, 32, 128, 16, 3, 4, 1, 2, MmaEngine::kWgmmaTma>;
 // C_out <= 64, either math mode: 128 x 32 tiles.
 using GemmNarrowStore = ImplicitGemmPolicy<4, 32, 32, 16, 3, 4, 1>;
+
+// Which entry each epilogue takes, by math mode, mainloop and width (C_out <= 64 is
+// narrow); convt_dispatch.h's with_gemm_config picks from here.
+template <EpilogueKind>
+struct GemmTable;
+template <>
+struct GemmTable<EpilogueKind::kMinSum> {
+  using TF32Wide = GemmTF32Wide;
+  using TF32Wgmma = GemmTF32Wgmma;
+  using TF32WgmmaTma = GemmTF32WgmmaTma;
+  using TF32Narrow = GemmTF32Narrow;
+  using FP32Wide = GemmFP32Wide;
+  using FP32Wgmma = GemmFP32Wgmma;
+  using FP32WgmmaTma = GemmFP32WgmmaTma;
+  using FP32Narrow = GemmFP32Narrow;
+};
+template <>
+struct GemmTable<EpilogueKind::kStore> {
+  using TF32Wide = GemmTF32WideStore;
+  using TF32Wgmma = GemmTF32WgmmaStore;
+  using TF32WgmmaTma = GemmTF32WgmmaTmaStore;
+  using TF32Narrow = GemmNarrowStore;
+  using FP32Wide = GemmFP32Wide;
+  using FP32Wgmma = GemmFP32WgmmaStore;
+  using FP32WgmmaTma = GemmFP32WgmmaTmaStore;
+  using FP32Narrow = GemmNarrowStore;
+};
 
 }  // namespace ctfuse

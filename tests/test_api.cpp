@@ -317,26 +317,24 @@ void expect_gemm_fits_4090(const char* name, MathMode math, EpilogueKind epi) {
   EXPECT_EQ(P::BM % 32, 0);
 }
 
-TEST(TuningTable, ImplicitGemmFits4090) {
-  constexpr auto kTF32 = MathMode::kTF32, kFP32 = MathMode::kFP32;
-  constexpr auto kStore = EpilogueKind::kStore, kMinSum = EpilogueKind::kMinSum;
-  expect_gemm_fits_4090<GemmTF32Wide>("GemmTF32Wide", kTF32, kMinSum);
-  expect_gemm_fits_4090<GemmTF32Narrow>("GemmTF32Narrow", kTF32, kMinSum);
-  expect_gemm_fits_4090<GemmFP32Wide>("GemmFP32Wide", kFP32, kMinSum);
-  expect_gemm_fits_4090<GemmFP32Wide>("GemmFP32Wide", kFP32, kStore);
-  expect_gemm_fits_4090<GemmFP32Narrow>("GemmFP32Narrow", kFP32, kMinSum);
-  expect_gemm_fits_4090<GemmTF32WideStore>("GemmTF32WideStore", kTF32, kStore);
-  expect_gemm_fits_4090<GemmNarrowStore>("GemmNarrowStore", kTF32, kStore);
-  expect_gemm_fits_4090<GemmNarrowStore>("GemmNarrowStore", kFP32, kStore);
+template <EpilogueKind kEpi>
+void expect_table_fits_4090() {
+  using T = GemmTable<kEpi>;
+  SCOPED_TRACE(kEpi == EpilogueKind::kStore ? "store epilogue" : "min/sum epilogue");
+  expect_gemm_fits_4090<typename T::TF32Wide>("TF32Wide", MathMode::kTF32, kEpi);
+  expect_gemm_fits_4090<typename T::TF32Narrow>("TF32Narrow", MathMode::kTF32, kEpi);
+  expect_gemm_fits_4090<typename T::FP32Wide>("FP32Wide", MathMode::kFP32, kEpi);
+  expect_gemm_fits_4090<typename T::FP32Narrow>("FP32Narrow", MathMode::kFP32, kEpi);
   // sm_90 only, but kept to the same limits.
-  expect_gemm_fits_4090<GemmTF32Wgmma>("GemmTF32Wgmma", kTF32, kMinSum);
-  expect_gemm_fits_4090<GemmTF32WgmmaTma>("GemmTF32WgmmaTma", kTF32, kMinSum);
-  expect_gemm_fits_4090<GemmTF32WgmmaStore>("GemmTF32WgmmaStore", kTF32, kStore);
-  expect_gemm_fits_4090<GemmTF32WgmmaTmaStore>("GemmTF32WgmmaTmaStore", kTF32, kStore);
-  for (EpilogueKind epi : {kStore, kMinSum}) {
-    expect_gemm_fits_4090<GemmFP32Wgmma>("GemmFP32Wgmma", kFP32, epi);
-    expect_gemm_fits_4090<GemmFP32WgmmaTma>("GemmFP32WgmmaTma", kFP32, epi);
-  }
+  expect_gemm_fits_4090<typename T::TF32Wgmma>("TF32Wgmma", MathMode::kTF32, kEpi);
+  expect_gemm_fits_4090<typename T::TF32WgmmaTma>("TF32WgmmaTma", MathMode::kTF32, kEpi);
+  expect_gemm_fits_4090<typename T::FP32Wgmma>("FP32Wgmma", MathMode::kFP32, kEpi);
+  expect_gemm_fits_4090<typename T::FP32WgmmaTma>("FP32WgmmaTma", MathMode::kFP32, kEpi);
+}
+
+TEST(TuningTable, ImplicitGemmFits4090) {
+  expect_table_fits_4090<EpilogueKind::kStore>();
+  expect_table_fits_4090<EpilogueKind::kMinSum>();
 }
 
 }  // namespace
