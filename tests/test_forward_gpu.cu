@@ -102,10 +102,19 @@ void check_forward(const ConvTranspose2dParams& p, const testing::ProblemData& d
   // round-to-nearest kernel lands near y's own error (2.6e-4) instead, so those problems
   // are held to y's bound, 2e-3, like SPEC.md's H_out < 4 case. Every problem also gets
   // the a-priori elementwise bound, which does not depend on averaging.
+  // Where even exact round-to-nearest TF32 arithmetic misses 1e-4 on this very problem
+  // (seen: 2.3e-4 for N=3 C_in=30 C_out=2 11x2 k2x4 s3x2 dil1x2, where half the columns
+  // get no taps and the minimum is over two channels), a TF32 kernel is held to twice
+  // that emulated error instead.
   const double kappa = testing::row_sum_cancellation(f.y, f.s, p.N, p.C_out, H, W);
-  const double tol =
+  double tol =
       (o.math == MathMode::kFP32 ? 1e-6 : (testing::averages_tf32_rounding(p) ? 1e-4 : 2e-3)) * std::max(1.0, kappa / 2);
-  SCOPED_TRACE("row-sum cancellation kappa = " + std::to_string(kappa));
+  const double emulated = o.math == MathMode::kTF32 ? testing::tf32_emulated_s_error(p, d.x, d.weight, d.conv_bias,
+                                                                                      d.bias, o.gelu, f.s)
+                                                    : 0.0;
+  tol = std::max(tol, 2 * emulated);
+  SCOPED_TRACE("row-sum cancellation kappa = " + std::to_string(kappa) + "; exact RN-TF32 s error " +
+               std::to_string(emulated) + "; s tolerance " + std::to_string(tol));
   EXPECT_LE(ref::normwise_rel_error(r.s.data(), f.s.data(), f.s.size()), tol);
   expect_out_within_s_bound(r.out, f.out, f.s, int64_t(d.bias.size()), tol);
   const ref::ElementCheck es = ref::check_elementwise(r.s.data(), f.s.data(), f.s.size(), s_bound.data());
