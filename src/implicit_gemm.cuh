@@ -8,13 +8,14 @@
 //    and an mbarrier per stage replaces the cp.async groups.
 //
 // A block owns one image n and an MH x MW tile of the phase grid (Qh, Qw), and walks
-//   for every output phase (rho_h, rho_w), for each tile of BN output channels:
+//   for every GEMM tile (output phase (rho_h, rho_w) x a tile of BN output channels),
+//   in the order its epilogue asks for (TileWalk):
 //     acc = sum over the phase's taps and C_in of x_tap[pixel, ci] * w_tap[ci, co]
 //     epilogue.consume(acc)
 // The producer runs STAGES-1 k-steps ahead of the consumer along that same sequence,
-// across phase and channel-tile boundaries, so loads keep flowing while an epilogue runs.
-//
-// (the phase order is the epilogue's choice, see TileWalk).
+// across GEMM-tile boundaries, so loads keep flowing while an epilogue runs.
+// FP32 mode (3xTF32) splits x and the weights into TF32 big and small parts and adds
+// three products per step on either instruction set.
 //
 // Operand layouts, chosen so that fragments come from conflict-free shared loads with
 // no register shuffling:
