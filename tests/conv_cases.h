@@ -192,8 +192,8 @@ inline double row_sum_cancellation(const std::vector<double>& y, const std::vect
 // "TF32" (the device's fastest mainloop), "TF32 portable" (mma.sync) or "FP32", and the
 // same with '_' for spaces, as a part of a gtest name.
 inline std::string mode_name(MathMode math, MainloopKind mainloop) {
-  if (math == MathMode::kFP32) return "FP32";
-  return mainloop == MainloopKind::kPortable ? "TF32 portable" : "TF32";
+  const std::string m = math == MathMode::kFP32 ? "FP32" : "TF32";
+  return mainloop == MainloopKind::kPortable ? m + " portable" : m;
 }
 inline std::string mode_test_name(MathMode math, MainloopKind mainloop) {
   std::string m = mode_name(math, mainloop);
