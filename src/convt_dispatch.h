@@ -56,6 +56,14 @@ decltype(auto) with_gemm_config(const ConvTGeometry& g, MathMode math, MmaEngine
   return f(GemmConfig<typename T::TF32Wide, kTF32>{});
 }
 
+// The same for an epilogue known only at run time (host-side work shared by both paths:
+// weight packing, the TMA box). `f` must return one type for every entry.
+template <typename F>
+decltype(auto) with_gemm_config(const ConvTGeometry& g, MathMode math, MmaEngine engine, EpilogueKind epi, F&& f) {
+  return epi == EpilogueKind::kStore ? with_gemm_config<EpilogueKind::kStore>(g, math, engine, f)
+                                     : with_gemm_config<EpilogueKind::kMinSum>(g, math, engine, f);
+}
+
 // Byte layout of a workspace: the packed weights (big, and small in FP32 mode; sized for
 // either mainloop, so the size queries need no device), then whatever the path needs
 // (`extra`).

@@ -30,10 +30,11 @@ __global__ void finish_columns_kernel(const double* __restrict__ partial, int64_
 
 // Block rows the fused path splits each column's sum into, for any table entry of the mode.
 int64_t max_partial_tiles_h(const ConvTGeometry& g, MathMode math) {
-  static_assert(GemmTF32Wide::MH >= kMinMHTF32 && GemmTF32Wgmma::MH >= kMinMHTF32 &&
-                    GemmTF32WgmmaTma::MH >= kMinMHTF32 && GemmTF32Narrow::MH >= kMinMHTF32 &&
-                    GemmFP32Wide::MH >= kMinMHFP32 && GemmFP32Narrow::MH >= kMinMHFP32 &&
-                    GemmFP32Wgmma::MH >= kMinMHFP32 && GemmFP32WgmmaTma::MH >= kMinMHFP32,
+  using T = GemmTable<EpilogueKind::kMinSum>;
+  static_assert(T::TF32Wide::MH >= kMinMHTF32 && T::TF32Wgmma::MH >= kMinMHTF32 && T::TF32WgmmaTma::MH >= kMinMHTF32 &&
+                    T::TF32Narrow::MH >= kMinMHTF32 && T::FP32Wide::MH >= kMinMHFP32 &&
+                    T::FP32Wgmma::MH >= kMinMHFP32 && T::FP32WgmmaTma::MH >= kMinMHFP32 &&
+                    T::FP32Narrow::MH >= kMinMHFP32,
                 "kMinMH bounds the partial-sum workspace");
   const int min_mh = math == MathMode::kTF32 ? kMinMHTF32 : kMinMHFP32;
   return (g.QH + min_mh - 1) / min_mh;

@@ -98,9 +98,7 @@ Status select_engine(MainloopKind kind, MathMode math, EpilogueKind epi, const C
   // TMA strides are multiples of 16 bytes below 2^40; x's base 16-byte aligned.
   const bool describable = g.W_in % 4 == 0 && is_aligned(x, 16) &&
                            int64_t(g.C_in) * g.H_in * g.W_in * int64_t(sizeof(float)) < (int64_t(1) << 40);
-  auto bk = [](auto c) { return decltype(c)::P::BK; };
-  const int box_c = epi == EpilogueKind::kStore ? with_gemm_config<EpilogueKind::kStore>(g, math, MmaEngine::kWgmmaTma, bk)
-                                                : with_gemm_config<EpilogueKind::kMinSum>(g, math, MmaEngine::kWgmmaTma, bk);
+  const int box_c = with_gemm_config(g, math, MmaEngine::kWgmmaTma, epi, [](auto c) { return decltype(c)::P::BK; });
   if (describable && (!encode_map || encode_x_tensor_map(g, x, box_c, &choice->x_map)))
     choice->engine = MmaEngine::kWgmmaTma;
 #else
@@ -152,8 +150,7 @@ Status pack_weights(const ConvTGeometry& g, const float* x, const float* weight,
     pack_weights_kernel<typename C::P, C::kMath><<<blocks, 256, 0, stream>>>(g, weight, big, small);
     return launch_status();
   };
-  return epi == EpilogueKind::kStore ? with_gemm_config<EpilogueKind::kStore>(g, math, engine, pack)
-                                     : with_gemm_config<EpilogueKind::kMinSum>(g, math, engine, pack);
+  return with_gemm_config(g, math, engine, epi, pack);
 }
 
 }  // namespace ctfuse
