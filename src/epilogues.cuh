@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <type_traits>
 
 #include "implicit_gemm.cuh"
 #include "reduce_ops.cuh"
@@ -41,10 +42,15 @@ struct StoreEpilogue {
     const float* conv_bias;  // [C_out] or null
     float* y;                // [N, C_out, H_out, W_out]
   };
-  struct Shared {
+  static constexpr bool kParkInRegisters = ctfuse::kParkInRegisters<P>;
+  struct SharedWithParking {
     float tile[P::WARPS_M * P::WARPS_N][8][P::WM];         // a warp's 8 channels x WM pixels
     float4 parked[P::WARPS_M * P::WARPS_N][MI][NJ][32];  // stride_w = 2: the rho_w = 0 fragments
   };
+  struct SharedNoParking {
+    float tile[P::WARPS_M * P::WARPS_N][8][P::WM];
+  };
+  using Shared = std::conditional_t<kParkInRegisters, SharedNoParking, SharedWithParking>;
   // The transposed store covers kLanesPerRow pixels of a phase row x 32 / kLanesPerRow channels.
   static constexpr int kLanesPerRow = P::WM < 32 ? P::WM : 32;
   static constexpr int kChannelGroups = 32 / kLanesPerRow;
@@ -59,6 +65,7 @@ struct StoreEpilogue {
   const ConvTGeometry& g;
   int n, qh0, qw0;
   bool paired, vector_ok;  // stride_w = 2; and whole-run vector stores are aligned
+  [[maybe_unused]] float held[kParkInRegisters ? MI : 1][kParkInRegisters ? NJ : 1][4];  // the parked fragments
 
   __device__ StoreEpilogue(const Params& params, Shared& shared, const ConvTArgs& a, int n_, int tile_h, int tile_w)
       : p(params), sh(shared), g(a.g), n(n_), qh0(tile_h * P::MH), qw0(tile_w * P::MW), paired(a.g.stride_w == 2),
@@ -82,8 +89,14 @@ struct StoreEpilogue {
 #pragma unroll
     for (int i = 0; i < MI; ++i)
 #pragma unroll
-      for (int j = 0; j < NJ; ++j)
-        sh.parked[warp][i][j][lane] = make_float4(acc[i][j][0], acc[i][j][1], acc[i][j][2], acc[i][j][3]);
+      for (int j = 0; j < NJ; ++j) {
+        if constexpr (kParkInRegisters) {
+#pragma unroll
+          for (int v = 0; v < 4; ++v) held[i][j][v] = acc[i][j][v];
+        } else {
+          sh.parked[warp][i][j][lane] = make_float4(acc[i][j][0], acc[i][j][1], acc[i][j][2], acc[i][j][3]);
+        }
+      }
   }
 
   // y[.., 2 qw + {0, 1}] = (parked, acc) for each of this thread's (channel, pixel).
@@ -97,8 +110,14 @@ struct StoreEpilogue {
       const float b[2] = {bias(co0), bias(co0 + 1)};
 #pragma unroll
       for (int i = 0; i < MI; ++i) {
-        const float4 q = sh.parked[warp][i][j][lane];
-        const float even[4] = {q.x, q.y, q.z, q.w};
+        float even[4];
+        if constexpr (kParkInRegisters) {
+#pragma unroll
+          for (int v = 0; v < 4; ++v) even[v] = held[i][j][v];
+        } else {
+          const float4 q = sh.parked[warp][i][j][lane];
+          even[0] = q.x; even[1] = q.y; even[2] = q.z; even[3] = q.w;
+        }
 #pragma unroll
         for (int vc = 0; vc < 2; ++vc) {
           if (co0 + vc >= g.C_out) continue;

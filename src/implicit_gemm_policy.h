@@ -91,12 +91,18 @@ enum class EpilogueKind {
   kMinSum,  // min over channels, sum over rows: y is never stored (the fused forward)
 };
 
+// The store epilogue holds, for stride_w = 2, the whole rho_w = 0 tile until its rho_w = 1
+// partner is done (so y is written in whole sectors): in shared memory, or, for the
+// entries that specialise this to true, in each thread's registers (no smem, but the
+// tile's registers stay live through the partner's mainloop).
+template <typename P>
+constexpr bool kParkInRegisters = false;
+
 // Shared memory of the two epilogues (epilogues.cuh static_asserts that they match). The
-// store epilogue holds a warp's 8-channel transpose and, for stride_w = 2, the whole
-// rho_w = 0 tile until its rho_w = 1 partner is done (so y is written in whole sectors).
+// store epilogue holds a warp's 8-channel transpose and maybe the parked tile.
 template <typename P>
 constexpr size_t store_epilogue_smem_bytes() {
-  return sizeof(float) * (P::WARPS_M * P::WARPS_N * 8 * P::WM + P::BM * P::BN);
+  return sizeof(float) * (P::WARPS_M * P::WARPS_N * 8 * P::WM + (kParkInRegisters<P> ? 0 : P::BM * P::BN));
 }
 template <typename P>
 constexpr size_t min_sum_epilogue_smem_bytes() {
@@ -142,8 +148,9 @@ using GemmFP32Wgmma = ImplicitGemmPolicy<2, 32, 128, 32, 2, 4, 1, 2, MmaEngine::
 using GemmFP32WgmmaTma = ImplicitGemmPolicy<2, 32, 128, 32, 2, 4, 1, 2, MmaEngine::kWgmmaTma>;
 
 // The store epilogue's entries (conv_transpose2d, unfused path): a block holds a whole
-// BM x BN tile of the rho_w = 0 phase in shared memory until its partner is computed,
-// so its tiles are half the fused ones' (64 pixels x 128 channels = 32 KB staged).
+// BM x BN tile of the rho_w = 0 phase until its partner is computed (TF32: in shared
+// memory; FP32: in registers, see below), so its tiles are half the fused ones' (64
+// pixels x 128 channels = 32 KB).
 // mma.sync: 8 warps of 32 x 32, 76 KB (two blocks per SM on the H100, one on the 4090).
 using GemmTF32WideStore = ImplicitGemmPolicy<2, 32, 128, 16, 3, 2, 4>;
 // wgmma: one warpgroup, 73 KB, three blocks per SM. conv_transpose2d TF32 at the benchmark
@@ -151,10 +158,20 @@ using GemmTF32WideStore = ImplicitGemmPolicy<2, 32, 128, 16, 3, 2, 4>;
 // blocks per SM) 450.3.
 using GemmTF32WgmmaStore = ImplicitGemmPolicy<2, 32, 128, 16, 3, 4, 1, 3, MmaEngine::kWgmma>;
 using GemmTF32WgmmaTmaStore = ImplicitGemmPolicy<2, 32, 128, 16, 3, 4, 1, 3, MmaEngine::kWgmmaTma>;
-// FP32 wgmma: BK 16 x 3 stages keeps the staging within the 4090 limit too (97 KB; BK 32
-// x 2 stages would be 118 KB).
-using GemmFP32WgmmaStore = ImplicitGemmPolicy<2, 32, 128, 16, 3, 4, 1, 2, MmaEngine::kWgmma>;
-using GemmFP32WgmmaTmaStore = ImplicitGemmPolicy<2, 32, 128, 16, 3, 4, 1, 2, MmaEngine::kWgmmaTma>;
+// FP32 wgmma: the fused entries themselves (BK 32 x 2 stages, 84 KB), with the rho_w = 0
+// tile parked in registers (the 32 KB it would take in shared memory do not fit beside
+// them within the 4090's 99 KB): 255 registers a thread, 56 bytes spilled, two blocks per
+// SM. conv_transpose2d FP32 at the benchmark shape, H200, 2026-12-02 (bench, median of
+// 30, same call): TMA feed: this 709.3 us | bk16 s3 parked in shared memory (97 KB) 750.7
+// | bk16 s3 parked in registers 737.0; cp.async feed (W_in = 130): this 982.6 | bk16 s3 in
+// shared memory 1023.6. Registers do not pay for TF32's entries above, which would lose
+// their third block per SM: bk32 s2 460.7 and bk16 s3 482.1 against 404.9.
+using GemmFP32WgmmaStore = GemmFP32Wgmma;
+using GemmFP32WgmmaTmaStore = GemmFP32WgmmaTma;
+template <>
+constexpr bool kParkInRegisters<GemmFP32WgmmaStore> = true;
+template <>
+constexpr bool kParkInRegisters<GemmFP32WgmmaTmaStore> = true;
 // C_out <= 64, either math mode: 128 x 32 tiles.
 using GemmNarrowStore = ImplicitGemmPolicy<4, 32, 32, 16, 3, 4, 1>;
 
