@@ -43,12 +43,11 @@ struct StoreEpilogue {
     float* y;                // [N, C_out, H_out, W_out]
   };
   static constexpr bool kParkInRegisters = ctfuse::kParkInRegisters<P>;
-  struct SharedWithParking {
-    float tile[P::WARPS_M * P::WARPS_N][8][P::WM];         // a warp's 8 channels x WM pixels
-    float4 parked[P::WARPS_M * P::WARPS_N][MI][NJ][32];  // stride_w = 2: the rho_w = 0 fragments
-  };
   struct SharedNoParking {
-    float tile[P::WARPS_M * P::WARPS_N][8][P::WM];
+    float tile[P::WARPS_M * P::WARPS_N][8][P::WM];  // a warp's 8 channels x WM pixels
+  };
+  struct SharedWithParking : SharedNoParking {
+    float4 parked[P::WARPS_M * P::WARPS_N][MI][NJ][32];  // stride_w = 2: the rho_w = 0 fragments
   };
   using Shared = std::conditional_t<kParkInRegisters, SharedNoParking, SharedWithParking>;
   // The transposed store covers kLanesPerRow pixels of a phase row x 32 / kLanesPerRow channels.
