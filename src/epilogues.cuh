@@ -43,6 +43,7 @@ struct StoreEpilogue {
     float* y;                // [N, C_out, H_out, W_out]
   };
   static constexpr bool kParkInRegisters = ctfuse::kParkInRegisters<P>;
+  static constexpr bool kHoldsRegisters = kParkInRegisters;
   struct SharedNoParking {
     float tile[P::WARPS_M * P::WARPS_N][8][P::WM];  // a warp's 8 channels x WM pixels
   };
@@ -191,6 +192,7 @@ struct StoreEpilogue {
 template <typename P>
 struct MinSumEpilogue {
   static constexpr EpilogueKind kKind = EpilogueKind::kMinSum;
+  static constexpr bool kHoldsRegisters = false;  // a few running minima only
   struct Params {
     const float* conv_bias;  // [C_out] or null
     double* partial;         // [N, tiles_h, W_out]

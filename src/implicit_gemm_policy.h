@@ -160,9 +160,10 @@ using GemmTF32WgmmaStore = ImplicitGemmPolicy<2, 32, 128, 16, 3, 4, 1, 3, MmaEng
 using GemmTF32WgmmaTmaStore = ImplicitGemmPolicy<2, 32, 128, 16, 3, 4, 1, 3, MmaEngine::kWgmmaTma>;
 // FP32 wgmma: the fused entries themselves (BK 32 x 2 stages, 84 KB), with the rho_w = 0
 // tile parked in registers (the 32 KB it would take in shared memory do not fit beside
-// them within the 4090's 99 KB): 255 registers a thread, 56 bytes spilled, two blocks per
-// SM. conv_transpose2d FP32 at the benchmark shape, H200, 2026-12-02 (bench, median of
-// 30, same call): TMA feed: this 709.3 us | bk16 s3 parked in shared memory (97 KB) 750.7
+// them within the 4090's 99 KB; the mainloop then keeps fewer k8 steps in flight, see
+// Mainloop's kLeanRegisters): two blocks per SM. conv_transpose2d FP32 at the benchmark
+// shape, H200, 2026-12-02 (bench, median of 30, same call, before kLeanRegisters, which
+// took the TMA-fed 709.3 to 685.8): TMA feed: this 709.3 us | bk16 s3 parked in shared memory (97 KB) 750.7
 // | bk16 s3 parked in registers 737.0; cp.async feed (W_in = 130): this 982.6 | bk16 s3 in
 // shared memory 1023.6. Registers do not pay for TF32's entries above, which would lose
 // their third block per SM: bk32 s2 460.7 and bk16 s3 482.1 against 404.9.
