@@ -64,9 +64,9 @@ decltype(auto) with_gemm_config(const ConvTGeometry& g, MathMode math, MmaEngine
                                      : with_gemm_config<EpilogueKind::kMinSum>(g, math, engine, f);
 }
 
-// Byte layout of a workspace: the packed weights (big, and small in FP32 mode; sized for
-// either mainloop, so the size queries need no device), then whatever the path needs
-// (`extra`).
+// Byte layout of a workspace: the packed weights (big, followed by the phase table, and
+// small in FP32 mode; sized for any mainloop, so the size queries need no device), then
+// whatever the path needs (`extra`).
 struct WorkspaceLayout {
   size_t w_big = 0, w_small = 0, extra = 0, total = 0;
 };

@@ -15,6 +15,8 @@
 
 #include <cstdint>
 
+#include <cuda_runtime.h>  // int4
+
 namespace ctfuse {
 
 struct ConvTGeometry {
@@ -52,6 +54,30 @@ __host__ __device__ inline void phase_taps_1d(int rho, int pad, int dil, int str
   }
 }
 }  // namespace detail
+
+// One table entry per residue: stride_h entries for h, then stride_w for w, each
+// {first tap, tap count, input offset of the first tap, 0}.
+__host__ __device__ inline int4 phase_table_entry(const ConvTGeometry& g, int e) {
+  int4 v{0, 0, 0, 0};
+  if (e < g.stride_h)
+    detail::phase_taps_1d(e, g.pad_h, g.dil_h, g.stride_h, g.kernel_h, g.tap_step_h, &v.x, &v.y, &v.z);
+  else
+    detail::phase_taps_1d(e - g.stride_h, g.pad_w, g.dil_w, g.stride_w, g.kernel_w, g.tap_step_w, &v.x, &v.y, &v.z);
+  return v;
+}
+
+// phase_taps() loops and divides by the stride: in a kernel, at every GEMM-tile change,
+// that is a chain of integer divisions in the gap between two tiles' tensor work. The
+// kernels look the taps up instead, in a table written once per call by the weight
+// packing (phase_table_entry, after the packed weights).
+struct PhaseTable {
+  const int4* entries;  // stride_h + stride_w entries
+  int stride_h;
+  __device__ PhaseTaps taps(int rho_h, int rho_w) const {
+    const int4 h = __ldg(entries + rho_h), w = __ldg(entries + stride_h + rho_w);
+    return PhaseTaps{rho_h, rho_w, h.x, h.y, w.x, w.y, h.z, w.z};
+  }
+};
 
 __host__ __device__ inline PhaseTaps phase_taps(const ConvTGeometry& g, int rho_h, int rho_w) {
   PhaseTaps p;

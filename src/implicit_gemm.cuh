@@ -65,6 +65,14 @@ struct PackedWeights {
   __host__ __device__ static int64_t block(const ConvTGeometry& g, int kh, int kw, int chunk, int n_tile) {
     return ((int64_t(kh) * g.kernel_w + kw) * chunks(g) + chunk) * n_tiles(g) + n_tile;
   }
+  // The phase table (PhaseTable) follows the packed weights (pack_weights_kernel).
+  __host__ __device__ static int64_t floats_with_phase_table(const ConvTGeometry& g) {
+    return floats(g) + 4 * int64_t(g.stride_h + g.stride_w);
+  }
+  __host__ __device__ static PhaseTable phase_table(const float* packed, const ConvTGeometry& g) {
+    return PhaseTable{reinterpret_cast<const int4*>(packed + floats(g)), g.stride_h};
+  }
+
   __host__ __device__ static int offset_in_block(int k, int n) {
     if constexpr (P::kWgmma) {
       return ((((k / 8) * (P::BN / 8) + n / 8) * 2 + (k % 8) / 4) * 8 + n % 8) * 4 + k % 4;
@@ -82,6 +90,9 @@ __global__ void pack_weights_kernel(ConvTGeometry g, const float* __restrict__ w
                                     float* __restrict__ small) {
   using PW = PackedWeights<P>;
   const int64_t total = PW::floats(g);
+  int4* table = reinterpret_cast<int4*>(big + total);
+  for (int e = blockIdx.x * blockDim.x + threadIdx.x; e < g.stride_h + g.stride_w; e += gridDim.x * blockDim.x)
+    table[e] = phase_table_entry(g, e);
   for (int64_t e = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; e < total; e += int64_t(gridDim.x) * blockDim.x) {
     int64_t b = e / PW::kBlockFloats;
     const int r = int(e % PW::kBlockFloats);
@@ -156,6 +167,7 @@ template <EpilogueKind kOrder>
 struct TileWalk {
   const ConvTGeometry* g;
   int n_tiles, chunks;
+  PhaseTable phases;
 
   // The GEMM tile after `t` in the walk order; false after the last one.
   __device__ bool next_tile(GemmTile& t) const {
@@ -180,7 +192,7 @@ struct TileWalk {
     KStep s{};
     s.t = t;
     do {
-      s.taps = phase_taps(*g, s.t.rho_h, s.t.rho_w);
+      s.taps = phases.taps(s.t.rho_h, s.t.rho_w);
       if (s.taps.count() > 0) {
         s.kh = s.taps.kh0; s.kw = s.taps.kw0; s.dih = s.taps.dih0; s.diw = s.taps.diw0;
         return s;
@@ -618,7 +630,8 @@ __device__ __forceinline__ void convt_implicit_gemm(const ConvTArgs& args, const
   uint32_t phases = 0;  // kTma: the parity each stage's mbarrier completes next
   const ConvTGeometry& g = args.g;
   const AccLayout<P> L(threadIdx.x / 32, threadIdx.x % 32);
-  const TileWalk<Epilogue::kKind> walk{&g, PackedWeights<P>::n_tiles(g), PackedWeights<P>::chunks(g)};
+  const TileWalk<Epilogue::kKind> walk{&g, PackedWeights<P>::n_tiles(g), PackedWeights<P>::chunks(g),
+                                       PackedWeights<P>::phase_table(args.op.w_big, g)};
   const int64_t tiles = int64_t(g.N) * args.tiles_h * args.tiles_w;
 
   for (int64_t tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
@@ -642,7 +655,7 @@ __device__ __forceinline__ void convt_implicit_gemm(const ConvTArgs& args, const
     int stage = 0;  // the stage the consumer reads next
     GemmTile gt{0, 0, 0};
     do {
-      const int ksteps = phase_taps(g, gt.rho_h, gt.rho_w).count() * walk.chunks;
+      const int ksteps = walk.phases.taps(gt.rho_h, gt.rho_w).count() * walk.chunks;
       Accumulators<P> acc;
       ML::zero(acc);
       for (int k = 0; k < ksteps; ++k) {

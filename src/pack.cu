@@ -116,7 +116,9 @@ const char* engine_name(MmaEngine e) {
 }
 
 WorkspaceLayout workspace_layout(const ConvTGeometry& g, MathMode math, size_t extra_bytes) {
-  auto packed_floats = [&](auto c) { return size_t(PackedWeights<typename decltype(c)::P>::floats(g)); };
+  auto packed_floats = [&](auto c) {
+    return size_t(PackedWeights<typename decltype(c)::P>::floats_with_phase_table(g));
+  };
   size_t floats = 0;
   for (MmaEngine e : {MmaEngine::kMmaSync, MmaEngine::kWgmma, MmaEngine::kWgmmaTma})
     floats = std::max({floats, with_gemm_config<EpilogueKind::kStore>(g, math, e, packed_floats),
