@@ -20,7 +20,29 @@ __device__ __forceinline__ bool output_pixel(const ConvTGeometry& g, int qh0, in
   return *oh < g.H_out && *ow < g.W_out;
 }
 
-// y = acc + conv_bias, stored NCHW.
+// Where the table says so (kBiasAtStart), both epilogues start a GEMM tile's accumulators
+// at the conv bias of their channels (zero past C_out or without a bias): the tensor
+// cores then add it along with the products, and the epilogue is left with the stores or
+// the minimum alone. Otherwise they start at zero and add the bias themselves.
+template <typename P, bool kAtStart>
+__device__ __forceinline__ void start_accumulators(Accumulators<P>& acc, const AccLayout<P>& L, int n_tile,
+                                                   const float* conv_bias, int C_out) {
+  if constexpr (kAtStart) {
+#pragma unroll
+    for (int j = 0; j < AccLayout<P>::NJ; ++j)
+#pragma unroll
+      for (int vc = 0; vc < 2; ++vc) {
+        const int co = n_tile * P::BN + L.channel(j, vc);
+        const float b = conv_bias && co < C_out ? __ldg(conv_bias + co) : 0.f;
+#pragma unroll
+        for (int i = 0; i < AccLayout<P>::MI; ++i) acc[i][j][vc] = acc[i][j][2 + vc] = b;
+      }
+  } else {
+    Mainloop<P, MathMode::kTF32>::zero(acc);
+  }
+}
+
+// y = acc (started at conv_bias, see kBiasAtStart), stored NCHW.
 // stride_w = 2 (the common upsampling case): a phase row is every other element of a y
 // row, so each phase stored on its own would write every 32-byte sector in two halves,
 // which the GPU fills from DRAM and writes back (the H100 read 784 MB and wrote 997 MB
@@ -44,6 +66,10 @@ struct StoreEpilogue {
   };
   static constexpr bool kParkInRegisters = ctfuse::kParkInRegisters<P>;
   static constexpr bool kHoldsRegisters = kParkInRegisters;
+  // The cp.async-fed FP32 kernel, which also holds the parked tile in registers, spills
+  // with the bias in its accumulators (96 bytes; W_in = 130: convt_fp32 845.7 -> 905.0 us),
+  // so it adds the bias at the store instead.
+  static constexpr bool kBiasAtStart = ctfuse::kBiasAtStart<P> && !(kParkInRegisters && !P::kTma);
   struct SharedNoParking {
     float tile[P::WARPS_M * P::WARPS_N][8][P::WM];  // a warp's 8 channels x WM pixels
   };
@@ -72,6 +98,10 @@ struct StoreEpilogue {
         vector_ok(a.g.W_out % kPairedRun == 0 &&
                   (reinterpret_cast<uintptr_t>(params.y) & (sizeof(float) * kPairedRun - 1)) == 0) {}
 
+  __device__ void start(Accumulators<P>& acc, const AccLayout<P>& L, GemmTile gt) const {
+    start_accumulators<P, kBiasAtStart>(acc, L, gt.n_tile, p.conv_bias, g.C_out);
+  }
+
   __device__ void consume(const Accumulators<P>& acc, const AccLayout<P>& L, GemmTile gt) {
     if (!paired)
       store_transposed(acc, L, gt);
@@ -82,7 +112,16 @@ struct StoreEpilogue {
   }
 
  private:
-  __device__ float bias(int co) const { return p.conv_bias && co < g.C_out ? __ldg(p.conv_bias + co) : 0.f; }
+  // !kBiasAtStart: the bias is added at the store.
+  __device__ float bias(int co) const {
+    return !kBiasAtStart && p.conv_bias && co < g.C_out ? __ldg(p.conv_bias + co) : 0.f;
+  }
+  __device__ static float plus_bias(float v, float b) {
+    if constexpr (kBiasAtStart)
+      return v;
+    else
+      return v + b;
+  }
 
   __device__ void park(const Accumulators<P>& acc, const AccLayout<P>&) {
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
@@ -133,8 +172,8 @@ struct StoreEpilogue {
 #pragma unroll
             for (int k = 0; k < kPairedRun / 2; ++k) {
               const int e = 2 * (run + k) + vc;  // fragment element of the k-th pixel of the run
-              v[2 * k] = even[e] + b[vc];
-              v[2 * k + 1] = acc[i][j][e] + b[vc];
+              v[2 * k] = plus_bias(even[e], b[vc]);
+              v[2 * k + 1] = plus_bias(acc[i][j][e], b[vc]);
             }
             if (vector_ok) {
               if constexpr (kPairedRun == 4)
@@ -178,7 +217,7 @@ struct StoreEpilogue {
 #pragma unroll
         for (int cc = 0; cc < 8 / kChannelGroups; ++cc) {
           const int c = cc * kChannelGroups + lane / kLanesPerRow;
-          if (co0 + c < g.C_out) y_px[c * plane] = t[c][mw] + b[cc];
+          if (co0 + c < g.C_out) y_px[c * plane] = plus_bias(t[c][mw], b[cc]);
         }
       }
       __syncwarp();
@@ -218,6 +257,10 @@ struct MinSumEpilogue {
     for (int c = threadIdx.x; c < P::MW; c += P::kThreads) sh.col_sum[c] = 0.0;
   }
 
+  __device__ void start(Accumulators<P>& acc, const AccLayout<P>& L, GemmTile gt) const {
+    start_accumulators<P, kBiasAtStart<P>>(acc, L, gt.n_tile, p.conv_bias, g.C_out);
+  }
+
   __device__ void reset_min() {
 #pragma unroll
     for (int i = 0; i < MI; ++i) run_min[i][0] = run_min[i][1] = pos_inf();
@@ -235,21 +278,23 @@ struct MinSumEpilogue {
     if (gt.rho_h + 1 == g.stride_h) column_done(gt.rho_w);
   }
 
-  // Min over this thread's channels of acc + conv_bias, then over the 4 lanes sharing its
-  // pixels. The bias values are loaded first, as independent loads: a load per channel
-  // inside the min loop serialised the epilogue on load latency. kMasked: channels past
-  // C_out are skipped (a select, not a branch; acc + inf would not do: an Inf in x makes
-  // a zero-padded channel's acc NaN).
+  // Min over this thread's channels of acc + conv_bias (the bias already in acc with
+  // kBiasAtStart), then over the 4 lanes sharing its pixels. The bias values are loaded
+  // first, as independent loads: a load per channel inside the min loop serialised the
+  // epilogue on load latency. kMasked: channels past C_out are skipped (a select, not a
+  // branch; acc + inf would not do: an Inf in x makes a zero-padded channel's acc NaN).
   template <bool kMasked>
   __device__ __forceinline__ void min_over_channels(const Accumulators<P>& acc, const AccLayout<P>& L, int n_tile) {
-    float bias[AccLayout<P>::NJ][2];
+    [[maybe_unused]] float bias[AccLayout<P>::NJ][2];
+    if constexpr (!kBiasAtStart<P>) {
 #pragma unroll
-    for (int j = 0; j < AccLayout<P>::NJ; ++j)
+      for (int j = 0; j < AccLayout<P>::NJ; ++j)
 #pragma unroll
-      for (int vc = 0; vc < 2; ++vc) {
-        const int co = n_tile * P::BN + L.channel(j, vc);
-        bias[j][vc] = p.conv_bias ? __ldg(p.conv_bias + (kMasked ? min(co, g.C_out - 1) : co)) : 0.f;
-      }
+        for (int vc = 0; vc < 2; ++vc) {
+          const int co = n_tile * P::BN + L.channel(j, vc);
+          bias[j][vc] = p.conv_bias ? __ldg(p.conv_bias + (kMasked ? min(co, g.C_out - 1) : co)) : 0.f;
+        }
+    }
 #pragma unroll
     for (int j = 0; j < AccLayout<P>::NJ; ++j)
 #pragma unroll
@@ -259,7 +304,8 @@ struct MinSumEpilogue {
         for (int i = 0; i < MI; ++i)
 #pragma unroll
           for (int vr = 0; vr < 2; ++vr) {
-            const float y = acc[i][j][2 * vr + vc] + bias[j][vc];
+            float y = acc[i][j][2 * vr + vc];
+            if constexpr (!kBiasAtStart<P>) y += bias[j][vc];
             run_min[i][vr] = nan_min(run_min[i][vr], valid ? y : pos_inf());
           }
       }

@@ -240,6 +240,7 @@ struct Mainloop {
   const ConvTGeometry& g;
   const ConvTOperands& op;
   float* smem;  // STAGES x [A: kAFloats][B: packed block][B small (FP32)]
+  uint32_t smem_u32;  // its shared-memory address
   int n, qh0, qw0;
   const CUtensorMap* x_map;  // kTma: x as the TMA unit sees it
   uint64_t* bars;            // kTma: one mbarrier per stage, after the stages
@@ -247,6 +248,9 @@ struct Mainloop {
 
   __device__ float* stage_a(int s) const { return smem + s * kStageFloats; }
   __device__ float* stage_b(int s) const { return stage_a(s) + kAFloats; }
+  static constexpr uint32_t kFloatBytes = sizeof(float);  // 32-bit shared-memory address arithmetic
+  __device__ uint32_t stage_a_addr(int s) const { return smem_u32 + kFloatBytes * s * kStageFloats; }
+  __device__ uint32_t stage_b_addr(int s) const { return stage_a_addr(s) + kFloatBytes * kAFloats; }
 
   // The copies of one k-step, worked out once and then issued in slices between the
   // mma's k8 steps (so the scheduler can overlap them with tensor-core work). A copy
@@ -254,12 +258,12 @@ struct Mainloop {
   // zero-filled by cp.async itself (source size 0: nothing is read).
   struct LoadPlan {
     const float* src[kPasses];  // x at row k0 of this thread's pixel in each pass
-    float* dst[kPasses][4];     // its shared-memory columns, one per k % 4 swizzle
+    uint32_t dst[kPasses][4];   // its shared-memory columns (addresses), one per k % 4 swizzle
     bool in_image[kPasses];
     int k_valid;                // rows r*kKStep < k_valid exist
     int64_t plane;
     const float* b_src;
-    float* b_dst;
+    uint32_t b_dst;
     bool active;
   };
 
@@ -282,10 +286,10 @@ struct Mainloop {
       // two), k % 4 = (k0 % 4) ^ (r*kKStep % 4): at most 4 distinct columns per thread.
 #pragma unroll
       for (int j = 0; j < 4; ++j)
-        lp.dst[pass][j] = stage_a(stage) + k0 * P::A_STRIDE + ((m ^ (8 * (k0 & 3))) ^ (8 * j));
+        lp.dst[pass][j] = stage_a_addr(stage) + kFloatBytes * (k0 * P::A_STRIDE + ((m ^ (8 * (k0 & 3))) ^ (8 * j)));
     }
     lp.b_src = active ? op.w_big + PackedWeights<P>::block(g, s.kh, s.kw, s.chunk, s.t.n_tile) * kBFloats : op.w_big;
-    lp.b_dst = stage_b(stage);
+    lp.b_dst = stage_b_addr(stage);
     return lp;
   }
 
@@ -299,7 +303,7 @@ struct Mainloop {
       for (int rr = 0; rr < kRows / kParts; ++rr) {
         const int r = part * (kRows / kParts) + rr;
         const bool valid = lp.in_image[pass] && r * kKStep < lp.k_valid;
-        ptx::cp_async_4(lp.dst[pass][(r * kKStep) & 3] + r * kKStep * P::A_STRIDE,
+        ptx::cp_async_4(lp.dst[pass][(r * kKStep) & 3] + kFloatBytes * r * kKStep * P::A_STRIDE,
                         lp.src[pass] + r * kKStep * lp.plane, valid);
       }
   }
@@ -310,9 +314,10 @@ struct Mainloop {
     for (int i = 0; i < kBCopies; ++i) {
       const int e = (i * P::kThreads + int(threadIdx.x)) * 4;
       if (kBFloats % (4 * P::kThreads) != 0 && e >= kBFloats) break;
-      ptx::cp_async_16(lp.b_dst + e, lp.b_src + e, lp.active);
+      ptx::cp_async_16(lp.b_dst + kFloatBytes * e, lp.b_src + e, lp.active);
       if constexpr (kMath == MathMode::kFP32)
-        ptx::cp_async_16(lp.b_dst + kBFloats + e, lp.b_src + (op.w_small - op.w_big) + e, lp.active);
+        ptx::cp_async_16(lp.b_dst + kFloatBytes * (kBFloats + e), lp.b_src + (op.w_small - op.w_big) + e,
+                         lp.active);
     }
   }
 
@@ -493,7 +498,7 @@ struct Mainloop {
         a_frag[i] = stage_a(stage) + L.t * P::A_STRIDE + ((L.wm0 + 16 * i + 2 * L.g) ^ (8 * L.t));
       }
     }
-    const uint32_t b_addr = ptx::smem_addr(stage_b(stage));
+    const uint32_t b_addr = stage_b_addr(stage);
     // This k8 step's share of the next k-step's copies (into the stage read before this one).
     auto issue_copies = [&](int k8) {
       if constexpr (P::kTma) {
@@ -606,9 +611,10 @@ struct ConvTArgs {
 //   struct E { struct Params; struct Shared; static constexpr EpilogueKind kKind;
 //     static constexpr bool kHoldsRegisters;  // state kept in registers across GEMM tiles
 //     __device__ E(const Params&, Shared&, const ConvTArgs&, int n, int tile_h, int tile_w);
+//     __device__ void start(Accumulators<P>&, const AccLayout<P>&, GemmTile);  // initial values
 //     __device__ void consume(const Accumulators<P>&, const AccLayout<P>&, GemmTile); };
 // consume() sees the GEMM tiles in the walk order of kKind (TileWalk), every one of them,
-// phases without taps included (their accumulators are zero).
+// phases without taps included (their accumulators are what start() set).
 template <typename P, MathMode kMath, typename Epilogue>
 __device__ __forceinline__ void convt_implicit_gemm(const ConvTArgs& args, const typename Epilogue::Params& ep,
                                                     const CUtensorMap* x_map) {
@@ -627,6 +633,7 @@ __device__ __forceinline__ void convt_implicit_gemm(const ConvTArgs& args, const
       for (int s = 0; s < P::STAGES; ++s) ptx::mbarrier_init(bars + s, 1);
     __syncthreads();
   }
+  const uint32_t smem_u32 = ptx::smem_addr(smem);
   uint32_t phases = 0;  // kTma: the parity each stage's mbarrier completes next
   const ConvTGeometry& g = args.g;
   const AccLayout<P> L(threadIdx.x / 32, threadIdx.x % 32);
@@ -639,7 +646,7 @@ __device__ __forceinline__ void convt_implicit_gemm(const ConvTArgs& args, const
     const int tile_h = int((tile / args.tiles_w) % args.tiles_h);
     const int n = int(tile / (int64_t(args.tiles_w) * args.tiles_h));
     using ML = Mainloop<P, kMath, Epilogue::kHoldsRegisters>;
-    const ML ml{g, args.op, smem, n, tile_h * P::MH, tile_w * P::MW, x_map, bars, shifts};
+    const ML ml{g, args.op, smem, smem_u32, n, tile_h * P::MH, tile_w * P::MW, x_map, bars, shifts};
     Epilogue epi(ep, ep_shared, args, n, tile_h, tile_w);
 
     // Prologue: fill STAGES-1 stages.
@@ -657,7 +664,7 @@ __device__ __forceinline__ void convt_implicit_gemm(const ConvTArgs& args, const
     do {
       const int ksteps = walk.phases.taps(gt.rho_h, gt.rho_w).count() * walk.chunks;
       Accumulators<P> acc;
-      ML::zero(acc);
+      epi.start(acc, L, gt);
       for (int k = 0; k < ksteps; ++k) {
         ml.wait(stage, phases);
         __syncthreads();  // this stage is visible to all; the one before it is free

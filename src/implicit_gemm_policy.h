@@ -98,6 +98,17 @@ enum class EpilogueKind {
 template <typename P>
 constexpr bool kParkInRegisters = false;
 
+// Whether an entry's epilogue starts the accumulators at the conv bias (the tensor cores
+// add it with the products) or adds it at the end. H200, benchmark shape, same call: at
+// start, convt_tf32 382.5 -> 352.4 us, fused_tf32 214.3 -> 207.6, fused_fp32 506.8 ->
+// 492.4, convt_fp32 612.9 -> 594.4, fused_tf32_mma_sync 310.0 -> 305.6; but the narrow
+// entries of the first benchmark version (C_in = 3: one k-step per GEMM tile, so the bias
+// loads sit right before it) lose (convt 38.8 -> 43.2, fused 42.5 -> 43.9), and so does
+// the mma.sync store entry (convt_tf32_mma_sync 752.9 -> 824.8), which is specialised
+// below. See also StoreEpilogue::kBiasAtStart.
+template <typename P>
+constexpr bool kBiasAtStart = P::BN > 64;
+
 // Shared memory of the two epilogues (epilogues.cuh static_asserts that they match). The
 // store epilogue holds a warp's 8-channel transpose and maybe the parked tile.
 template <typename P>
@@ -173,6 +184,8 @@ template <>
 constexpr bool kParkInRegisters<GemmFP32WgmmaStore> = true;
 template <>
 constexpr bool kParkInRegisters<GemmFP32WgmmaTmaStore> = true;
+template <>
+constexpr bool kBiasAtStart<GemmTF32WideStore> = false;
 // C_out <= 64, either math mode: 128 x 32 tiles.
 using GemmNarrowStore = ImplicitGemmPolicy<4, 32, 32, 16, 3, 4, 1>;
 
