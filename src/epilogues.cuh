@@ -228,18 +228,28 @@ struct StoreEpilogue {
 // The fused op's epilogue: per output pixel min over all channels of (acc + conv_bias),
 // then per output column the sum of those minima over the block's rows, in a fixed
 // order, written as one partial per (n, block row, ow). y never leaves registers.
+// Where a warp holds all of a GEMM tile's channels (min_sum_in_registers: the wgmma
+// entries), a pixel's minimum is complete in the registers of its lanes, and each
+// thread adds its pixels' minima over a column's phases (rho_h) there too; the block
+// meets once per column (rho_w) to sum the rows. With channels split over warps, the
+// minima meet in shared memory after every phase.
 template <typename P>
 struct MinSumEpilogue {
   static constexpr EpilogueKind kKind = EpilogueKind::kMinSum;
-  static constexpr bool kHoldsRegisters = false;  // a few running minima only
+  static constexpr bool kHoldsRegisters = false;  // a few running minima and sums only
+  static constexpr bool kSumInRegisters = min_sum_in_registers<P>();
   struct Params {
     const float* conv_bias;  // [C_out] or null
     double* partial;         // [N, tiles_h, W_out]
   };
-  struct Shared {
+  struct SharedPerPhase {
     float warp_min[P::WARPS_N][P::BM];
     double col_sum[P::MW];
   };
+  struct SharedPerColumn {
+    double pixel_sum[2][P::BM];  // by column parity: one barrier per column
+  };
+  using Shared = std::conditional_t<kSumInRegisters, SharedPerColumn, SharedPerPhase>;
   static constexpr int MI = AccLayout<P>::MI;
   static_assert(sizeof(Shared) == min_sum_epilogue_smem_bytes<P>(), "keep the policy's smem count exact");
 
@@ -248,13 +258,18 @@ struct MinSumEpilogue {
   const ConvTGeometry& g;
   int n, tile_h, tiles_h, qh0, qw0, n_tiles;
   float run_min[MI][2];  // running minimum of this thread's pixels over channel tiles
+  [[maybe_unused]] double pixel_sum[kSumInRegisters ? MI : 1][2];  // kSumInRegisters: over the column's phases
 
   __device__ MinSumEpilogue(const Params& params, Shared& shared, const ConvTArgs& a, int n_, int tile_h_,
                             int tile_w)
       : p(params), sh(shared), g(a.g), n(n_), tile_h(tile_h_), tiles_h(a.tiles_h), qh0(tile_h_ * P::MH),
         qw0(tile_w * P::MW), n_tiles(PackedWeights<P>::n_tiles(a.g)) {
     reset_min();
-    for (int c = threadIdx.x; c < P::MW; c += P::kThreads) sh.col_sum[c] = 0.0;
+    if constexpr (kSumInRegisters) {
+      reset_sums();
+    } else {
+      for (int c = threadIdx.x; c < P::MW; c += P::kThreads) sh.col_sum[c] = 0.0;
+    }
   }
 
   __device__ void start(Accumulators<P>& acc, const AccLayout<P>& L, GemmTile gt) const {
@@ -265,6 +280,10 @@ struct MinSumEpilogue {
 #pragma unroll
     for (int i = 0; i < MI; ++i) run_min[i][0] = run_min[i][1] = pos_inf();
   }
+  __device__ void reset_sums() {
+#pragma unroll
+    for (int i = 0; i < MI; ++i) pixel_sum[i][0] = pixel_sum[i][1] = 0.0;
+  }
 
   // The walk (TileWalk) brings a phase's channel tiles one after another, and a rho_w's
   // phases one after another.
@@ -274,8 +293,13 @@ struct MinSumEpilogue {
     else
       min_over_channels<true>(acc, L, gt.n_tile);  // the last tile of a C_out that is not a multiple of BN
     if (gt.n_tile + 1 < n_tiles) return;
-    phase_done(L, gt.rho_h, gt.rho_w);
-    if (gt.rho_h + 1 == g.stride_h) column_done(gt.rho_w);
+    if constexpr (kSumInRegisters) {
+      phase_done_in_registers(L, gt.rho_h, gt.rho_w);
+      if (gt.rho_h + 1 == g.stride_h) column_done_from_registers(L, gt.rho_w);
+    } else {
+      phase_done(L, gt.rho_h, gt.rho_w);
+      if (gt.rho_h + 1 == g.stride_h) column_done(gt.rho_w);
+    }
   }
 
   // Min over this thread's channels of acc + conv_bias (the bias already in acc with
@@ -318,6 +342,43 @@ struct MinSumEpilogue {
         m = nan_min(m, __shfl_xor_sync(0xffffffffu, m, 2));
         run_min[i][vr] = m;
       }
+  }
+
+  // kSumInRegisters: the minima of this thread's pixels are complete; add those that land
+  // in y to their sums over the column's phases.
+  __device__ void phase_done_in_registers(const AccLayout<P>& L, int rho_h, int rho_w) {
+#pragma unroll
+    for (int i = 0; i < MI; ++i)
+#pragma unroll
+      for (int vr = 0; vr < 2; ++vr) {
+        int oh, ow;
+        if (output_pixel<P>(g, qh0, qw0, L.pixel(i, 2 * vr), rho_h, rho_w, &oh, &ow))
+          pixel_sum[i][vr] += run_min[i][vr];
+      }
+    reset_min();
+  }
+
+  // Then, once per column, the per-pixel sums meet in shared memory and one thread per
+  // tile column adds its rows in row order.
+  __device__ void column_done_from_registers(const AccLayout<P>& L, int rho_w) {
+    double(&sums)[P::BM] = sh.pixel_sum[rho_w & 1];
+    if (L.t == 0) {
+#pragma unroll
+      for (int i = 0; i < MI; ++i)
+#pragma unroll
+        for (int vr = 0; vr < 2; ++vr) sums[L.pixel(i, 2 * vr)] = pixel_sum[i][vr];
+    }
+    reset_sums();
+    // One barrier: the next column writes the other buffer, and the one after it comes
+    // after this next column's barrier (or after the block tile's closing barrier).
+    __syncthreads();
+    for (int c = threadIdx.x; c < P::MW; c += P::kThreads) {
+      const int ow = (qw0 + c) * g.stride_w + rho_w;
+      if (ow >= g.W_out) continue;
+      double sum = 0.0;
+      for (int r = 0; r < P::MH; ++r) sum += sums[r * P::MW + c];
+      p.partial[(int64_t(n) * tiles_h + tile_h) * g.W_out + ow] = sum;
+    }
   }
 
   __device__ void phase_done(const AccLayout<P>& L, int rho_h, int rho_w) {

@@ -115,9 +115,18 @@ template <typename P>
 constexpr size_t store_epilogue_smem_bytes() {
   return sizeof(float) * (P::WARPS_M * P::WARPS_N * 8 * P::WM + (kParkInRegisters<P> ? 0 : P::BM * P::BN));
 }
+// The min/sum epilogue sums a column's phases in registers where a warp holds all of a
+// tile's channels (see MinSumEpilogue): the wgmma entries. The narrow mma.sync entries
+// could too, but it costs them 18 registers (122 -> 140: one 256-thread block per SM
+// where there were two).
+template <typename P>
+constexpr bool min_sum_in_registers() {
+  return P::kWgmma && P::WARPS_N == 1;
+}
 template <typename P>
 constexpr size_t min_sum_epilogue_smem_bytes() {
-  return sizeof(float) * P::WARPS_N * P::BM + sizeof(double) * P::MW;
+  return min_sum_in_registers<P>() ? sizeof(double) * 2 * P::BM
+                                   : sizeof(float) * P::WARPS_N * P::BM + sizeof(double) * P::MW;
 }
 template <typename P>
 constexpr size_t epilogue_smem_bytes(EpilogueKind e) {
@@ -163,7 +172,10 @@ using GemmFP32WgmmaTma = ImplicitGemmPolicy<2, 32, 128, 32, 2, 4, 1, 2, MmaEngin
 // memory; FP32: in registers, see below), so its tiles are half the fused ones' (64
 // pixels x 128 channels = 32 KB).
 // mma.sync: 8 warps of 32 x 32, 76 KB (two blocks per SM on the H100, one on the 4090).
-using GemmTF32WideStore = ImplicitGemmPolicy<2, 32, 128, 16, 3, 2, 4>;
+// Its registers are capped at 128 (two blocks per SM): uncapped, ptxas gave it 135 on
+// sm_90 after the phase table came in, one block per SM, and convt_tf32_mma_sync went
+// 615.1 -> 727.3 us (H200).
+using GemmTF32WideStore = ImplicitGemmPolicy<2, 32, 128, 16, 3, 2, 4, 2>;
 // wgmma: one warpgroup, 73 KB, three blocks per SM. conv_transpose2d TF32 at the benchmark
 // shape, H200, 2026-12-02 (bench, median of 30): this 419.5 us | bk32 s2 (84 KB, two
 // blocks per SM) 450.3.
