@@ -19,7 +19,7 @@ import torch
 import torch.nn as nn
 
 try:
-    from . import _C
+    from . import _C  # noqa: F401  (loading it registers torch.ops.ctfuse.*)
 except ImportError as e:  # keep the reason, add the fix
     raise ImportError(
         f"ctfuse_torch._C could not be imported ({e}). Build the extension first: build "

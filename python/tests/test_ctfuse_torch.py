@@ -17,7 +17,6 @@ torch = pytest.importorskip("torch")
 if not torch.cuda.is_available():
     pytest.skip("no CUDA device", allow_module_level=True)
 
-import torch.nn as nn  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 # `python -m pytest` from python/ puts python/ on sys.path; without an in-place build its
@@ -28,23 +27,9 @@ if not glob.glob(os.path.join(_PKG_PARENT, "ctfuse_torch", "_C*")):
 import ctfuse_torch as ct  # noqa: E402
 from ctfuse_torch import ModelNew  # noqa: E402
 
-
-class Model(nn.Module):
-    """The benchmark's reference module, unchanged."""
-
-    def __init__(self, in_channels, out_channels, kernel_size, stride, padding, output_padding, bias_shape):
-        super().__init__()
-        self.conv_transpose = nn.ConvTranspose2d(in_channels, out_channels, kernel_size, stride, padding,
-                                                 output_padding)
-        self.bias = nn.Parameter(torch.randn(bias_shape))
-
-    def forward(self, x):
-        x = self.conv_transpose(x)
-        x = torch.min(x, dim=1, keepdim=True)[0]
-        x = torch.sum(x, dim=2, keepdim=True)
-        x = F.gelu(x)
-        x = x + self.bias
-        return x
+# The reference module, from the script that times it for the bench.
+sys.path.insert(0, os.path.join(os.path.dirname(_PKG_PARENT), "bench"))
+from pytorch_baseline import Model  # noqa: E402
 
 
 # (N, C_in, C_out, H, W): a small shape that is no tile's multiple (C_out <= 64: mma.sync),
