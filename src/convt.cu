@@ -50,13 +50,21 @@ Status conv_transpose2d(const ConvTranspose2dParams& params, const float* x, con
   if (!x) return invalid("conv_transpose2d: x is null");
   if (!weight) return invalid("conv_transpose2d: weight is null");
   if (!y) return invalid("conv_transpose2d: y is null");
-  if (!is_aligned(x, 4) || !is_aligned(weight, 4) || !is_aligned(y, 4) || (conv_bias && !is_aligned(conv_bias, 4)))
-    return invalid("conv_transpose2d: x, weight, conv_bias and y must be 4-byte aligned");
+  if (!is_aligned(x, 4)) return invalid("conv_transpose2d: x is not 4-byte aligned");
+  if (!is_aligned(weight, 4)) return invalid("conv_transpose2d: weight is not 4-byte aligned");
+  if (!is_aligned(conv_bias, 4)) return invalid("conv_transpose2d: conv_bias is not 4-byte aligned");
+  if (!is_aligned(y, 4)) return invalid("conv_transpose2d: y is not 4-byte aligned");
   const WorkspaceLayout l = workspace_layout(g, math, 0);
   CTFUSE_RETURN_IF_ERROR(check_workspace(workspace, workspace_bytes, l.total,
                                          "conv_transpose2d: workspace is null",
                                          "conv_transpose2d: workspace_bytes is smaller than conv_transpose2d_workspace_size",
                                          "conv_transpose2d: workspace is not 16-byte aligned"));
+  CTFUSE_RETURN_IF_ERROR(check_device_context(
+      stream, {{x, "conv_transpose2d: x is host memory the device cannot access"},
+               {weight, "conv_transpose2d: weight is host memory the device cannot access"},
+               {conv_bias, "conv_transpose2d: conv_bias is host memory the device cannot access"},
+               {y, "conv_transpose2d: y is host memory the device cannot access"},
+               {workspace, "conv_transpose2d: workspace is host memory the device cannot access"}}));
   EngineChoice engine;
   CTFUSE_RETURN_IF_ERROR(select_engine(mainloop, math, EpilogueKind::kStore, g, x, &engine));
   ConvTOperands op;

@@ -82,14 +82,25 @@ Status forward(const ConvTranspose2dParams& params, const float* x, const float*
   if (!out) return invalid("forward: out is null");
   if (bias_len < 1) return invalid("forward: bias_len must be >= 1");
   if (bias_len > (int64_t(1) << 40) / g.N / g.W_out) return invalid("forward: N * bias_len * W_out is too large");
-  if (!is_aligned(x, 4) || !is_aligned(weight, 4) || !is_aligned(bias, 4) || !is_aligned(out, 4) ||
-      (conv_bias && !is_aligned(conv_bias, 4)) || (s && !is_aligned(s, 4)))
-    return invalid("forward: x, weight, conv_bias, bias, out and s must be 4-byte aligned");
+  if (!is_aligned(x, 4)) return invalid("forward: x is not 4-byte aligned");
+  if (!is_aligned(weight, 4)) return invalid("forward: weight is not 4-byte aligned");
+  if (!is_aligned(conv_bias, 4)) return invalid("forward: conv_bias is not 4-byte aligned");
+  if (!is_aligned(bias, 4)) return invalid("forward: bias is not 4-byte aligned");
+  if (!is_aligned(out, 4)) return invalid("forward: out is not 4-byte aligned");
+  if (!is_aligned(s, 4)) return invalid("forward: s is not 4-byte aligned");
   const Path path = resolve(options.path);
   const WorkspaceLayout l = workspace_layout(g, options.math, path_extra_bytes(g, options.math, path));
   CTFUSE_RETURN_IF_ERROR(check_workspace(workspace, workspace_bytes, l.total, "forward: workspace is null",
                                          "forward: workspace_bytes is smaller than forward_workspace_size",
                                          "forward: workspace is not 16-byte aligned"));
+  CTFUSE_RETURN_IF_ERROR(check_device_context(
+      stream, {{x, "forward: x is host memory the device cannot access"},
+               {weight, "forward: weight is host memory the device cannot access"},
+               {conv_bias, "forward: conv_bias is host memory the device cannot access"},
+               {bias, "forward: bias is host memory the device cannot access"},
+               {out, "forward: out is host memory the device cannot access"},
+               {s, "forward: s is host memory the device cannot access"},
+               {workspace, "forward: workspace is host memory the device cannot access"}}));
   char* ws = static_cast<char*>(workspace);
   const EpilogueKind epi = path == Path::kUnfused ? EpilogueKind::kStore : EpilogueKind::kMinSum;
   EngineChoice engine;

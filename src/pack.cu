@@ -17,9 +17,9 @@ Status make_geometry(const ConvTranspose2dParams& p, ConvTGeometry* g) {
   int64_t H_out = 0, W_out = 0;
   CTFUSE_RETURN_IF_ERROR(conv_transpose2d_output_hw(p, &H_out, &W_out));
   const int64_t kIntMax = 0x7fffffff;
-  if (p.N > kIntMax || p.C_in > kIntMax - 64 || p.C_out > kIntMax - 256 || H_out > kIntMax - 1024 ||
-      W_out > kIntMax - 1024)
-    return unsupported("conv_transpose2d: N, C_in, C_out, H_out and W_out must be below 2^31 - 1024");
+  if (p.N > kIntMax - 1024 || p.C_in > kIntMax - 64 || p.C_out > kIntMax - 256 || p.H_in > kIntMax - 1024 ||
+      p.W_in > kIntMax - 1024 || H_out > kIntMax - 1024 || W_out > kIntMax - 1024)
+    return unsupported("conv_transpose2d: N, C_in, C_out, H_in, W_in, H_out and W_out must be below 2^31 - 1024");
   if (p.pad_h + p.stride_h > kIntMax / 2 || p.pad_w + p.stride_w > kIntMax / 2)
     return unsupported("conv_transpose2d: pad_h/pad_w must be below 2^30");
   // Element counts of x, weight and y must fit the kernels' 64-bit offsets with room to

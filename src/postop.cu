@@ -42,14 +42,20 @@ Status min_sum_gelu_bias(const float* y, const Tensor4d& d, const float* bias, i
     if (d.size[i] <= 0) return invalid("min_sum_gelu_bias: y_desc.size must be positive in every dimension");
   for (int i = 0; i < 4; ++i)
     if (d.stride[i] < 0) return invalid("min_sum_gelu_bias: y_desc.stride must be non-negative");
-  if (!tensor4d_is_non_overlapping(d))
-    return invalid("min_sum_gelu_bias: y_desc strides overlap (two indices address one element)");
+  // The span first: overlap is judged on strides whose products are known to fit.
   if (tensor4d_span(d) < 0 || tensor4d_span(d) > (INT64_MAX / 4))
     return invalid("min_sum_gelu_bias: y_desc spans more than 2^61 elements");
+  if (!tensor4d_is_non_overlapping(d))
+    return invalid("min_sum_gelu_bias: y_desc strides overlap (two indices address one element)");
   if (bias_len < 1) return invalid("min_sum_gelu_bias: bias_len must be >= 1");
   if (gelu != GeluMode::kErf && gelu != GeluMode::kTanh)
     return invalid("min_sum_gelu_bias: gelu is not a GeluMode value");
   if (bias_len > INT64_MAX / d.n() / d.w()) return invalid("min_sum_gelu_bias: N * bias_len * W overflows int64");
+  CTFUSE_RETURN_IF_ERROR(check_device_context(
+      stream, {{y, "min_sum_gelu_bias: y is host memory the device cannot access"},
+               {bias, "min_sum_gelu_bias: bias is host memory the device cannot access"},
+               {out, "min_sum_gelu_bias: out is host memory the device cannot access"},
+               {s, "min_sum_gelu_bias: s is host memory the device cannot access"}}));
 
   PostOpArgs a;
   a.y = y;

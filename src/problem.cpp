@@ -2,6 +2,8 @@
 #include <algorithm>
 #include <limits>
 
+#include "problem.h"
+
 #include "ctfuse/types.h"
 #include "status_util.h"
 
@@ -90,6 +92,41 @@ bool tensor4d_is_non_overlapping(const Tensor4d& t) {
     extent = t.stride[d] * t.size[d];
   }
   return true;
+}
+
+Status check_device_context(cudaStream_t stream, std::initializer_list<DevicePointer> pointers) {
+  static constexpr char kPending[] =
+      "a CUDA error from earlier work was pending on entry (see cudaGetLastError); nothing was queued";
+  const cudaError_t pending = cudaPeekAtLastError();
+  if (pending != cudaSuccess) return Status{StatusCode::kCudaError, kPending, pending};
+  // Our own queries' errors are consumed: they are reported here, not left for the caller.
+  auto query_failed = [](cudaError_t e) {
+    cudaGetLastError();
+    return cuda_status(e);
+  };
+  int device = 0;
+  if (const cudaError_t e = cudaGetDevice(&device); e != cudaSuccess) return query_failed(e);
+  if (stream != nullptr && stream != cudaStreamLegacy && stream != cudaStreamPerThread) {
+    int stream_device = 0;
+    if (const cudaError_t e = cudaStreamGetDevice(stream, &stream_device); e != cudaSuccess) return query_failed(e);
+    if (stream_device != device) return invalid("stream belongs to another device than the current one");
+  }
+  int pageable_ok = -1;  // asked once, only if some pointer is unregistered host memory
+  for (const DevicePointer& p : pointers) {
+    if (!p.ptr) continue;
+    cudaPointerAttributes a{};
+    if (const cudaError_t e = cudaPointerGetAttributes(&a, p.ptr); e != cudaSuccess) return query_failed(e);
+    const bool device_reachable = a.type == cudaMemoryTypeDevice || a.type == cudaMemoryTypeManaged ||
+                                  (a.type == cudaMemoryTypeHost && a.devicePointer != nullptr);
+    if (device_reachable) continue;
+    if (pageable_ok < 0) {
+      if (const cudaError_t e = cudaDeviceGetAttribute(&pageable_ok, cudaDevAttrPageableMemoryAccess, device);
+          e != cudaSuccess)
+        return query_failed(e);
+    }
+    if (!pageable_ok) return invalid(p.host_memory_message);
+  }
+  return ok_status();
 }
 
 int64_t tensor4d_span(const Tensor4d& t) {

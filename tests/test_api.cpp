@@ -60,24 +60,59 @@ struct BadParams {
   const char* names;  // the message must mention this
 };
 
+// Every class of invalid parameter (kInvalidArgument from every entry point).
 const BadParams kBadParams[] = {
     {"N = 0", [](ConvTranspose2dParams& p) { p.N = 0; }, "N"},
+    {"N < 0", [](ConvTranspose2dParams& p) { p.N = -4; }, "N"},
+    {"N > 2^31", [](ConvTranspose2dParams& p) { p.N = (int64_t(1) << 31) + 1; }, "N"},
     {"C_in < 0", [](ConvTranspose2dParams& p) { p.C_in = -3; }, "C_in"},
+    {"C_in = 0", [](ConvTranspose2dParams& p) { p.C_in = 0; }, "C_in"},
     {"C_out = 0", [](ConvTranspose2dParams& p) { p.C_out = 0; }, "C_out"},
+    {"C_out < 0", [](ConvTranspose2dParams& p) { p.C_out = -128; }, "C_out"},
     {"H_in = 0", [](ConvTranspose2dParams& p) { p.H_in = 0; }, "H_in"},
+    {"H_in > 2^31", [](ConvTranspose2dParams& p) { p.H_in = int64_t(1) << 40; }, "H_in"},
     {"W_in < 0", [](ConvTranspose2dParams& p) { p.W_in = -1; }, "W_in"},
     {"kernel_h = 0", [](ConvTranspose2dParams& p) { p.kernel_h = 0; }, "kernel_h"},
+    {"kernel_h < 0", [](ConvTranspose2dParams& p) { p.kernel_h = -3; }, "kernel_h"},
     {"kernel_w < 0", [](ConvTranspose2dParams& p) { p.kernel_w = -2; }, "kernel_w"},
+    {"kernel_w > 1024", [](ConvTranspose2dParams& p) { p.kernel_w = 1025; }, "kernel_w"},
     {"stride_h = 0", [](ConvTranspose2dParams& p) { p.stride_h = 0; }, "stride_h"},
+    {"stride_h < 0", [](ConvTranspose2dParams& p) { p.stride_h = -2; }, "stride_h"},
     {"stride_w < 0", [](ConvTranspose2dParams& p) { p.stride_w = -1; }, "stride_w"},
+    {"stride_w > 1024", [](ConvTranspose2dParams& p) { p.stride_w = 4096; }, "stride_w"},
     {"dilation_h = 0", [](ConvTranspose2dParams& p) { p.dilation_h = 0; }, "dilation_h"},
+    {"dilation_h < 0", [](ConvTranspose2dParams& p) { p.dilation_h = -1; }, "dilation_h"},
     {"dilation_w = 0", [](ConvTranspose2dParams& p) { p.dilation_w = 0; }, "dilation_w"},
+    {"dilation_w > 1024", [](ConvTranspose2dParams& p) { p.dilation_w = 2000; }, "dilation_w"},
     {"pad_h < 0", [](ConvTranspose2dParams& p) { p.pad_h = -1; }, "pad_h"},
     {"pad_w < 0", [](ConvTranspose2dParams& p) { p.pad_w = -1; }, "pad_w"},
+    {"pad_w > 2^31", [](ConvTranspose2dParams& p) { p.pad_w = int64_t(1) << 33; }, "pad_w"},
     {"output_pad_h = stride", [](ConvTranspose2dParams& p) { p.output_pad_h = 2; }, "output_pad_h"},
+    {"output_pad_h < 0", [](ConvTranspose2dParams& p) { p.output_pad_h = -1; }, "output_pad_h"},
     {"output_pad_w < 0", [](ConvTranspose2dParams& p) { p.output_pad_w = -1; }, "output_pad_w"},
+    {"output_pad_w > stride", [](ConvTranspose2dParams& p) { p.output_pad_w = 5; }, "output_pad_w"},
+    {"output_pad_h = dilation > stride",
+     [](ConvTranspose2dParams& p) { p.dilation_h = 3; p.output_pad_h = 3; }, "output_pad_h"},
     {"H_out <= 0", [](ConvTranspose2dParams& p) { p.H_in = 1; p.pad_h = 5; }, "H_out"},
     {"W_out <= 0", [](ConvTranspose2dParams& p) { p.W_in = 2; p.pad_w = 3; p.kernel_w = 1; }, "W_out"},
+    {"H_out > 2^31", [](ConvTranspose2dParams& p) { p.H_in = int64_t(1) << 31; }, "H_out"},
+};
+
+// Valid by PyTorch's rules but beyond what the kernels index (kUnsupported, never a wrapped
+// size): every size-taking entry point but the shape helper refuses them.
+const BadParams kUnsupportedParams[] = {
+    {"N = 2^31", [](ConvTranspose2dParams& p) { p.N = int64_t(1) << 31; }, "N"},
+    {"C_out near 2^31", [](ConvTranspose2dParams& p) { p.C_out = (int64_t(1) << 31) - 100; }, "C_out"},
+    // H_in itself past int, cropped back to a small H_out by the padding.
+    {"H_in = 2^31, small H_out",
+     [](ConvTranspose2dParams& p) { p.H_in = int64_t(1) << 31; p.stride_h = 1; p.output_pad_h = 0;
+                                    p.pad_h = (int64_t(1) << 30) - 2; }, "H_in"},
+    {"W_in = 2^31 - 1000, small W_out",
+     [](ConvTranspose2dParams& p) { p.W_in = (int64_t(1) << 31) - 1000; p.stride_w = 1; p.output_pad_w = 0;
+                                    p.pad_w = (int64_t(1) << 30) - 502; }, "W_in"},
+    {"pad_h = 2^30", [](ConvTranspose2dParams& p) { p.pad_h = int64_t(1) << 30; p.H_in = int64_t(1) << 30; }, "pad_h"},
+    {"x over 2^56 elements",
+     [](ConvTranspose2dParams& p) { p.N = int64_t(1) << 30; p.C_in = int64_t(1) << 30; }, "x has"},
 };
 
 TEST(Shape, RejectsEveryBadParameter) {
@@ -91,6 +126,48 @@ TEST(Shape, RejectsEveryBadParameter) {
     EXPECT_NE(std::strstr(st.message, b.names), nullptr) << st.message;
     EXPECT_EQ(H, -7);  // outputs untouched on failure
     EXPECT_EQ(W, -7);
+  }
+}
+
+// The size queries and mainloop_in_use: a status naming the parameter, the output untouched.
+void expect_queries_refuse(const ConvTranspose2dParams& p, StatusCode code, const char* names) {
+  for (MathMode math : {MathMode::kTF32, MathMode::kFP32}) {
+    size_t bytes = 12345;
+    Status st = conv_transpose2d_workspace_size(p, math, &bytes);
+    EXPECT_EQ(st.code, code) << "conv_transpose2d_workspace_size: " << st.message;
+    EXPECT_NE(std::strstr(st.message, names), nullptr) << st.message;
+    for (Path path : {Path::kAuto, Path::kFused, Path::kUnfused}) {
+      st = forward_workspace_size(p, 3, ForwardOptions{math, GeluMode::kErf, path}, &bytes);
+      EXPECT_EQ(st.code, code) << "forward_workspace_size: " << st.message;
+      EXPECT_NE(std::strstr(st.message, names), nullptr) << st.message;
+    }
+    EXPECT_EQ(bytes, 12345u);
+    for (MainloopKind kind : {MainloopKind::kAuto, MainloopKind::kPortable}) {
+      const char* name = "unchanged";
+      st = mainloop_in_use(p, math, kind, &name);
+      EXPECT_EQ(st.code, code) << "mainloop_in_use: " << st.message;
+      EXPECT_NE(std::strstr(st.message, names), nullptr) << st.message;
+      EXPECT_STREQ(name, "unchanged");
+    }
+  }
+}
+
+TEST(Shape, EverySizeQueryRejectsEveryBadParameter) {
+  for (const BadParams& b : kBadParams) {
+    SCOPED_TRACE(b.what);
+    ConvTranspose2dParams p = benchmark_params();
+    b.mutate(p);
+    expect_queries_refuse(p, StatusCode::kInvalidArgument, b.names);
+  }
+}
+
+TEST(Shape, SizesBeyondTheKernelsAreUnsupportedNotWrapped) {
+  for (const BadParams& b : kUnsupportedParams) {
+    SCOPED_TRACE(b.what);
+    ConvTranspose2dParams p = benchmark_params();
+    b.mutate(p);
+    ASSERT_TRUE(conv_transpose2d_output_hw(p, nullptr, nullptr).ok()) << "the case must be a valid shape";
+    expect_queries_refuse(p, StatusCode::kUnsupported, b.names);
   }
 }
 
@@ -186,7 +263,10 @@ TEST_F(ConvValidation, ForwardRejectsBadArguments) {
   bad_path.path = static_cast<Path>(5);
   ForwardOptions bad_mainloop = opt;
   bad_mainloop.mainloop = static_cast<MainloopKind>(4);
+  ForwardOptions bad_gelu = opt;
+  bad_gelu.gelu = static_cast<GeluMode>(2);
   const float* misaligned = reinterpret_cast<const float*>(reinterpret_cast<const char*>(x.data()) + 1);
+  float* misaligned_out = reinterpret_cast<float*>(reinterpret_cast<char*>(y.data()) + 2);
   const Case cases[] = {
       {"bad params", fwd(bad, x.data(), w.data(), bias.data(), 1, opt, out.data(), ws, need), "stride_h"},
       {"null x", fwd(p, nullptr, w.data(), bias.data(), 1, opt, out.data(), ws, need), "x is null"},
@@ -197,7 +277,20 @@ TEST_F(ConvValidation, ForwardRejectsBadArguments) {
       {"math", fwd(p, x.data(), w.data(), bias.data(), 1, bad_math, out.data(), ws, need), "options.math"},
       {"path", fwd(p, x.data(), w.data(), bias.data(), 1, bad_path, out.data(), ws, need), "options.path"},
       {"mainloop", fwd(p, x.data(), w.data(), bias.data(), 1, bad_mainloop, out.data(), ws, need), "options.mainloop"},
-      {"misaligned x", fwd(p, misaligned, w.data(), bias.data(), 1, opt, out.data(), ws, need), "aligned"},
+      {"gelu", fwd(p, x.data(), w.data(), bias.data(), 1, bad_gelu, out.data(), ws, need), "options.gelu"},
+      {"bias_len < 0", fwd(p, x.data(), w.data(), bias.data(), -2, opt, out.data(), ws, need), "bias_len"},
+      {"bias_len huge", fwd(p, x.data(), w.data(), bias.data(), int64_t(1) << 40, opt, out.data(), ws, need),
+       "bias_len"},
+      {"misaligned x", fwd(p, misaligned, w.data(), bias.data(), 1, opt, out.data(), ws, need), "x is not 4-byte"},
+      {"misaligned weight", fwd(p, x.data(), misaligned, bias.data(), 1, opt, out.data(), ws, need),
+       "weight is not 4-byte"},
+      {"misaligned bias", fwd(p, x.data(), w.data(), misaligned, 1, opt, out.data(), ws, need), "bias is not 4-byte"},
+      {"misaligned out", fwd(p, x.data(), w.data(), bias.data(), 1, opt, misaligned_out, ws, need),
+       "out is not 4-byte"},
+      {"misaligned conv_bias", forward(p, x.data(), w.data(), misaligned, bias.data(), 1, opt, out.data(), s.data(),
+                                       ws, need, nullptr), "conv_bias is not 4-byte"},
+      {"misaligned s", forward(p, x.data(), w.data(), cb.data(), bias.data(), 1, opt, out.data(), misaligned_out, ws,
+                               need, nullptr), "s is not 4-byte"},
       {"null workspace", fwd(p, x.data(), w.data(), bias.data(), 1, opt, out.data(), nullptr, need), "workspace is null"},
       {"small workspace", fwd(p, x.data(), w.data(), bias.data(), 1, opt, out.data(), ws, need - 1), "workspace_bytes"},
       {"misaligned workspace", fwd(p, x.data(), w.data(), bias.data(), 1, opt, out.data(), ws + 4, need), "16-byte"},
@@ -213,25 +306,91 @@ TEST_F(ConvValidation, ForwardRejectsBadArguments) {
 TEST_F(ConvValidation, ConvTranspose2dRejectsBadArguments) {
   size_t need = 0;
   ASSERT_TRUE(conv_transpose2d_workspace_size(p, MathMode::kTF32, &need).ok());
-  auto conv = [&](const float* xp, const float* wp, float* yp, MathMode m, void* wsp, size_t bytes) {
-    return conv_transpose2d(p, xp, wp, cb.data(), yp, m, wsp, bytes, nullptr);
+  ASSERT_GT(need, sizeof(ws));
+  auto conv = [&](const float* xp, const float* wp, const float* cbp, float* yp, MathMode m, void* wsp, size_t bytes,
+                  MainloopKind kind = MainloopKind::kAuto) {
+    return conv_transpose2d(p, xp, wp, cbp, yp, m, wsp, bytes, nullptr, kind);
   };
-  EXPECT_NE(std::strstr(conv(nullptr, w.data(), y.data(), MathMode::kTF32, ws, need).message, "x is null"), nullptr);
-  EXPECT_NE(std::strstr(conv(x.data(), nullptr, y.data(), MathMode::kTF32, ws, need).message, "weight is null"), nullptr);
-  EXPECT_NE(std::strstr(conv(x.data(), w.data(), nullptr, MathMode::kTF32, ws, need).message, "y is null"), nullptr);
-  EXPECT_NE(std::strstr(conv(x.data(), w.data(), y.data(), static_cast<MathMode>(3), ws, need).message, "math"), nullptr);
-  EXPECT_NE(std::strstr(conv(x.data(), w.data(), y.data(), MathMode::kTF32, ws, need - 1).message, "workspace_bytes"),
-            nullptr);
-  const Status bad_kind = conv_transpose2d(p, x.data(), w.data(), cb.data(), y.data(), MathMode::kTF32, ws, need,
-                                           nullptr, static_cast<MainloopKind>(2));
-  EXPECT_EQ(bad_kind.code, StatusCode::kInvalidArgument);
-  EXPECT_NE(std::strstr(bad_kind.message, "mainloop"), nullptr) << bad_kind.message;
+  const float* misaligned = reinterpret_cast<const float*>(reinterpret_cast<const char*>(x.data()) + 1);
+  float* misaligned_y = reinterpret_cast<float*>(reinterpret_cast<char*>(y.data()) + 2);
   ConvTranspose2dParams bad = p;
   bad.output_pad_w = 2;
-  const Status st = conv_transpose2d(bad, x.data(), w.data(), cb.data(), y.data(), MathMode::kTF32, ws, need, nullptr);
-  EXPECT_EQ(st.code, StatusCode::kInvalidArgument);
-  EXPECT_NE(std::strstr(st.message, "output_pad_w"), nullptr) << st.message;
+  const float *xd = x.data(), *wd = w.data(), *cbd = cb.data();
+  float* yd = y.data();
+  const MathMode tf32 = MathMode::kTF32;
+  struct Case {
+    const char* what;
+    Status st;
+    const char* names;
+  };
+  const Case cases[] = {
+      {"bad params", conv_transpose2d(bad, xd, wd, cbd, yd, tf32, ws, need, nullptr), "output_pad_w"},
+      {"null x", conv(nullptr, wd, cbd, yd, tf32, ws, need), "x is null"},
+      {"null weight", conv(xd, nullptr, cbd, yd, tf32, ws, need), "weight is null"},
+      {"null y", conv(xd, wd, cbd, nullptr, tf32, ws, need), "y is null"},
+      {"math", conv(xd, wd, cbd, yd, static_cast<MathMode>(3), ws, need), "math"},
+      {"mainloop", conv(xd, wd, cbd, yd, tf32, ws, need, static_cast<MainloopKind>(2)), "mainloop"},
+      {"misaligned x", conv(misaligned, wd, cbd, yd, tf32, ws, need), "x is not 4-byte"},
+      {"misaligned weight", conv(xd, misaligned, cbd, yd, tf32, ws, need), "weight is not 4-byte"},
+      {"misaligned conv_bias", conv(xd, wd, misaligned, yd, tf32, ws, need), "conv_bias is not 4-byte"},
+      {"misaligned y", conv(xd, wd, cbd, misaligned_y, tf32, ws, need), "y is not 4-byte"},
+      {"null workspace", conv(xd, wd, cbd, yd, tf32, nullptr, need), "workspace is null"},
+      {"small workspace", conv(xd, wd, cbd, yd, tf32, ws, need - 1), "workspace_bytes"},
+      {"misaligned workspace", conv(xd, wd, cbd, yd, tf32, ws + 8, need), "16-byte"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.what);
+    EXPECT_EQ(c.st.code, StatusCode::kInvalidArgument);
+    EXPECT_NE(std::strstr(c.st.message, c.names), nullptr) << c.st.message;
+  }
   expect_untouched();
+}
+
+// Every bad parameter reaches the two launching entry points too.
+TEST_F(ConvValidation, LaunchingEntryPointsRejectEveryBadParameter) {
+  for (const BadParams& b : kBadParams) {
+    SCOPED_TRACE(b.what);
+    ConvTranspose2dParams bad = p;
+    b.mutate(bad);
+    Status st = conv_transpose2d(bad, x.data(), w.data(), cb.data(), y.data(), MathMode::kTF32, ws, sizeof(ws),
+                                 nullptr);
+    EXPECT_EQ(st.code, StatusCode::kInvalidArgument);
+    EXPECT_NE(std::strstr(st.message, b.names), nullptr) << st.message;
+    st = fwd(bad, x.data(), w.data(), bias.data(), 1, opt, out.data(), ws, sizeof(ws));
+    EXPECT_EQ(st.code, StatusCode::kInvalidArgument);
+    EXPECT_NE(std::strstr(st.message, b.names), nullptr) << st.message;
+  }
+  for (const BadParams& b : kUnsupportedParams) {
+    SCOPED_TRACE(b.what);
+    ConvTranspose2dParams bad = p;
+    b.mutate(bad);
+    EXPECT_EQ(conv_transpose2d(bad, x.data(), w.data(), cb.data(), y.data(), MathMode::kTF32, ws, sizeof(ws),
+                               nullptr).code, StatusCode::kUnsupported);
+    EXPECT_EQ(fwd(bad, x.data(), w.data(), bias.data(), 1, opt, out.data(), ws, sizeof(ws)).code,
+              StatusCode::kUnsupported);
+  }
+  expect_untouched();
+}
+
+TEST(Workspace, SizeQueriesCheckTheirOwnArguments) {
+  const ConvTranspose2dParams p = benchmark_params();
+  size_t bytes = 99;
+  EXPECT_EQ(conv_transpose2d_workspace_size(p, MathMode::kTF32, nullptr).code, StatusCode::kInvalidArgument);
+  Status st = conv_transpose2d_workspace_size(p, static_cast<MathMode>(2), &bytes);
+  EXPECT_EQ(st.code, StatusCode::kInvalidArgument);
+  EXPECT_NE(std::strstr(st.message, "math"), nullptr) << st.message;
+  EXPECT_EQ(forward_workspace_size(p, 1, ForwardOptions{}, nullptr).code, StatusCode::kInvalidArgument);
+  st = forward_workspace_size(p, 0, ForwardOptions{}, &bytes);
+  EXPECT_NE(std::strstr(st.message, "bias_len"), nullptr) << st.message;
+  ForwardOptions o;
+  o.gelu = static_cast<GeluMode>(-1);
+  st = forward_workspace_size(p, 1, o, &bytes);
+  EXPECT_EQ(st.code, StatusCode::kInvalidArgument);
+  EXPECT_NE(std::strstr(st.message, "options.gelu"), nullptr) << st.message;
+  o = ForwardOptions{};
+  o.path = static_cast<Path>(3);
+  EXPECT_NE(std::strstr(forward_workspace_size(p, 1, o, &bytes).message, "options.path"), nullptr);
+  EXPECT_EQ(bytes, 99u);
 }
 
 TEST(MainloopInUse, ChecksArgumentsAndNamesTheMainloop) {

@@ -49,7 +49,7 @@ class Config:
         # "active": weights and conv bias scaled so that s lies in about [-4, 4] (GELU not flat).
         # "default": the benchmark's x ~ U[0, 1) with PyTorch's default parameter init (GELU saturated).
         self.init = init
-        self.plant_nonfinite = plant_nonfinite
+        self.plant_nonfinite = plant_nonfinite  # True: in x and weight; "biases", "conv_bias_nan"
 
     def out_hw(self):
         return tuple((i - 1) * s - 2 * p + d * (k - 1) + op + 1
@@ -89,6 +89,15 @@ CONFIGS = [
     # NaN, +inf and -inf planted in x: y, s and out hold NaN, +inf and -inf beside finite values.
     Config("nonfinite_x", 110, N=2, C_in=4, C_out=8, H_in=8, W_in=8, k=3, stride=2, padding=1,
            output_padding=1, plant_nonfinite=True),
+    # NaN, +inf and -inf in the bias (form (4,1,1)) and +inf in one channel's conv bias: that
+    # channel is +inf everywhere and never the minimum, so s stays finite; out is NaN, +inf and
+    # -inf in the planted bias channels only.
+    Config("nonfinite_biases", 111, N=2, C_in=5, C_out=9, H_in=6, W_in=7, k=3, stride=2, padding=1,
+           output_padding=1, bias_len=4, plant_nonfinite="biases"),
+    # NaN in one channel's conv bias: every pixel's minimum over channels is NaN (torch.min
+    # propagates NaN), so s and out are NaN everywhere.
+    Config("nan_conv_bias", 112, N=1, C_in=3, C_out=6, H_in=4, W_in=5, k=3, stride=2, padding=1,
+           output_padding=1, plant_nonfinite="conv_bias_nan"),
 ]
 
 
@@ -178,6 +187,18 @@ def plant_nonfinite(cfg, x, weight):
     return x, weight
 
 
+def plant_nonfinite_biases(cfg, conv_bias, bias):
+    """NaN/inf in the biases (see the configurations using it)."""
+    conv_bias, bias = conv_bias.clone(), bias.clone()
+    if cfg.plant_nonfinite == "biases":
+        conv_bias[3] = float("inf")
+        bias[1], bias[2], bias[3] = float("nan"), float("inf"), float("-inf")
+    else:
+        assert cfg.plant_nonfinite == "conv_bias_nan"
+        conv_bias[2] = float("nan")
+    return conv_bias, bias
+
+
 def f32_bytes(t):
     vals = t.detach().cpu().float().contiguous().reshape(-1).tolist()
     return struct.pack("<q", len(vals)) + struct.pack("<%df" % len(vals), *vals)
@@ -222,8 +243,10 @@ def main():
     total = 0
     for cfg in CONFIGS:
         x, weight, conv_bias, bias = make_inputs(cfg)
-        if cfg.plant_nonfinite:
+        if cfg.plant_nonfinite is True:
             x, weight = plant_nonfinite(cfg, x, weight)
+        elif cfg.plant_nonfinite:
+            conv_bias, bias = plant_nonfinite_biases(cfg, conv_bias, bias)
         y, s, out = forward64(cfg, x, weight, conv_bias, bias)
         assert y.numel() <= 200_000, cfg.name
         data = encode(cfg, x, weight, conv_bias, bias, y, s, out)
