@@ -6,12 +6,31 @@
 #include "status_util.h"
 
 namespace ctfuse {
+namespace {
 
-Status launch_convt_store(const ConvTGeometry& g, const ConvTOperands& op, const float* conv_bias, float* y,
-                          MathMode math, const EngineChoice& engine, cudaStream_t stream) {
-  return with_gemm_config<EpilogueKind::kStore>(g, math, engine.engine, [&](auto c) {
-    return launch_convt_gemm<StoreEpilogue>(c, g, op, {conv_bias, y}, engine, stream);
-  });
+// After the store path: rewrites all of y from the definition if any weight was NaN/Inf.
+__global__ void recompute_y_if_nonfinite_weights(ExactOperands o, NonfiniteWeightFlags f, float* __restrict__ y) {
+  if (!block_saw_nonfinite_weight(f)) return;
+  const ConvTGeometry& g = o.g;
+  const int64_t total = int64_t(g.N) * g.C_out * g.H_out * g.W_out;
+  for (int64_t e = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; e < total; e += int64_t(gridDim.x) * blockDim.x) {
+    const int ow = int(e % g.W_out), oh = int(e / g.W_out % g.H_out);
+    const int co = int(e / (int64_t(g.W_out) * g.H_out) % g.C_out);
+    const int n = int(e / (int64_t(g.W_out) * g.H_out * g.C_out));
+    y[e] = exact_y(o, n, co, oh, ow);
+  }
+}
+
+}  // namespace
+
+Status launch_convt_store(const ExactOperands& exact, const ConvTOperands& op, const NonfiniteWeightFlags& nonfinite,
+                          float* y, MathMode math, const EngineChoice& engine, cudaStream_t stream) {
+  CTFUSE_RETURN_IF_ERROR(with_gemm_config<EpilogueKind::kStore>(exact.g, math, engine.engine, [&](auto c) {
+    return launch_convt_gemm<StoreEpilogue>(c, exact.g, op, {exact.conv_bias, y}, engine, stream);
+  }));
+  // A few blocks: with finite weights (always, but for the rare call) each only reads the flags.
+  recompute_y_if_nonfinite_weights<<<128, 256, 0, stream>>>(exact, nonfinite, y);
+  return launch_status();
 }
 
 Status conv_transpose2d_workspace_size(const ConvTranspose2dParams& params, MathMode math, size_t* bytes) {
@@ -68,9 +87,10 @@ Status conv_transpose2d(const ConvTranspose2dParams& params, const float* x, con
   EngineChoice engine;
   CTFUSE_RETURN_IF_ERROR(select_engine(mainloop, math, EpilogueKind::kStore, g, x, &engine));
   ConvTOperands op;
+  NonfiniteWeightFlags nonfinite;
   CTFUSE_RETURN_IF_ERROR(pack_weights(g, x, weight, math, engine.engine, EpilogueKind::kStore,
-                                      static_cast<char*>(workspace), l, stream, &op));
-  return launch_convt_store(g, op, conv_bias, y, math, engine, stream);
+                                      static_cast<char*>(workspace), l, stream, &op, &nonfinite));
+  return launch_convt_store({g, x, weight, conv_bias}, op, nonfinite, y, math, engine, stream);
 }
 
 }  // namespace ctfuse

@@ -7,6 +7,7 @@
 #include "convt_geometry.cuh"
 #include "ctfuse/types.h"
 #include "implicit_gemm.cuh"
+#include "nonfinite_fallback.cuh"
 #include "status_util.h"
 
 namespace ctfuse {
@@ -65,23 +66,26 @@ decltype(auto) with_gemm_config(const ConvTGeometry& g, MathMode math, MmaEngine
 }
 
 // Byte layout of a workspace: the packed weights (big, followed by the phase table, and
-// small in FP32 mode; sized for any mainloop, so the size queries need no device), then
-// whatever the path needs (`extra`).
+// small in FP32 mode; sized for any mainloop, so the size queries need no device), the
+// packing blocks' NaN/Inf flags, then whatever the path needs (`extra`).
 struct WorkspaceLayout {
-  size_t w_big = 0, w_small = 0, extra = 0, total = 0;
+  size_t w_big = 0, w_small = 0, nonfinite_flags = 0, extra = 0, total = 0;
 };
 WorkspaceLayout workspace_layout(const ConvTGeometry& g, MathMode math, size_t extra_bytes);
 
 Status check_workspace(const void* workspace, size_t bytes, size_t needed, const char* null_msg,
                        const char* small_msg, const char* align_msg);
 
-// Queues the weight packing into the workspace and returns the mainloop's operands.
+// Queues the weight packing into the workspace and returns the mainloop's operands and
+// where the packing flags NaN/Inf weights.
 Status pack_weights(const ConvTGeometry& g, const float* x, const float* weight, MathMode math, MmaEngine engine,
-                    EpilogueKind epi, char* workspace, const WorkspaceLayout& layout, cudaStream_t stream, ConvTOperands* op);
+                    EpilogueKind epi, char* workspace, const WorkspaceLayout& layout, cudaStream_t stream,
+                    ConvTOperands* op, NonfiniteWeightFlags* nonfinite);
 
-// The mainloop with the store epilogue: y = conv_transpose2d(x) + conv_bias (convt.cu).
-Status launch_convt_store(const ConvTGeometry& g, const ConvTOperands& op, const float* conv_bias, float* y,
-                          MathMode math, const EngineChoice& engine, cudaStream_t stream);
+// The mainloop with the store epilogue, y = conv_transpose2d(x) + conv_bias, then the
+// fix-up that rewrites y from the definition if the weights held NaN/Inf (convt.cu).
+Status launch_convt_store(const ExactOperands& exact, const ConvTOperands& op, const NonfiniteWeightFlags& nonfinite,
+                          float* y, MathMode math, const EngineChoice& engine, cudaStream_t stream);
 
 // Launches the mainloop with `Epi<P>`; *tiles_h receives the number of block rows.
 template <template <typename> class Epi, typename Config>

@@ -16,14 +16,20 @@ namespace {
 // The smallest MH of a math mode's fused entries bounds the number of partial rows.
 constexpr int kMinMHTF32 = 4, kMinMHFP32 = 2;
 
-// s[n, w] = sum over block rows of partial[n, row, w], in row order; then out.
+// s[n, w] = sum over block rows of partial[n, row, w], in row order; then out. If the
+// weights held NaN/Inf, s comes from the definition instead (nonfinite_fallback.cuh).
 __global__ void finish_columns_kernel(const double* __restrict__ partial, int64_t N, int tiles_h, int64_t W,
-                                      ColumnOutput col) {
+                                      ColumnOutput col, ExactOperands exact, NonfiniteWeightFlags nonfinite) {
+  const bool from_definition = block_saw_nonfinite_weight(nonfinite);
   for (int64_t e = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; e < N * W; e += int64_t(gridDim.x) * blockDim.x) {
     const int64_t n = e / W, w = e % W;
-    const double* p = partial + n * tiles_h * W + w;
     double sum = 0.0;
-    for (int r = 0; r < tiles_h; ++r) sum += p[int64_t(r) * W];
+    if (from_definition) {
+      sum = exact_column_sum(exact, int(n), int(w));
+    } else {
+      const double* p = partial + n * tiles_h * W + w;
+      for (int r = 0; r < tiles_h; ++r) sum += p[int64_t(r) * W];
+    }
     finish_column(col, n, w, sum);
   }
 }
@@ -106,11 +112,13 @@ Status forward(const ConvTranspose2dParams& params, const float* x, const float*
   EngineChoice engine;
   CTFUSE_RETURN_IF_ERROR(select_engine(options.mainloop, options.math, epi, g, x, &engine));
   ConvTOperands op;
-  CTFUSE_RETURN_IF_ERROR(pack_weights(g, x, weight, options.math, engine.engine, epi, ws, l, stream, &op));
+  NonfiniteWeightFlags nonfinite;
+  CTFUSE_RETURN_IF_ERROR(pack_weights(g, x, weight, options.math, engine.engine, epi, ws, l, stream, &op, &nonfinite));
+  const ExactOperands exact{g, x, weight, conv_bias};
 
   if (path == Path::kUnfused) {
     float* y = reinterpret_cast<float*>(ws + l.extra);
-    CTFUSE_RETURN_IF_ERROR(launch_convt_store(g, op, conv_bias, y, options.math, engine, stream));
+    CTFUSE_RETURN_IF_ERROR(launch_convt_store(exact, op, nonfinite, y, options.math, engine, stream));
     return min_sum_gelu_bias(y, make_nchw(g.N, g.C_out, g.H_out, g.W_out), bias, bias_len, options.gelu, out, s,
                              stream);
   }
@@ -122,7 +130,8 @@ Status forward(const ConvTranspose2dParams& params, const float* x, const float*
   const int64_t cols = int64_t(g.N) * g.W_out;
   const unsigned blocks = unsigned(std::min<int64_t>((cols + 255) / 256, 65535));
   finish_columns_kernel<<<blocks, 256, 0, stream>>>(partial, g.N, tiles_h, g.W_out,
-                                                    ColumnOutput{bias, bias_len, options.gelu, out, s, g.W_out});
+                                                    ColumnOutput{bias, bias_len, options.gelu, out, s, g.W_out},
+                                                    exact, nonfinite);
   return launch_status();
 }
 

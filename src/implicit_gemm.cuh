@@ -85,14 +85,16 @@ struct PackedWeights {
 
 // w [C_in, C_out, kh, kw] -> packed, TF32-rounded once here so the weight fragments need
 // no conversion; FP32 mode also stores the rounding residual (3xTF32's small part).
+// Each block also records whether it read a NaN or Inf (nonfinite_fallback.cuh).
 template <typename P, MathMode kMath>
 __global__ void pack_weights_kernel(ConvTGeometry g, const float* __restrict__ w, float* __restrict__ big,
-                                    float* __restrict__ small) {
+                                    float* __restrict__ small, int* __restrict__ nonfinite_flags) {
   using PW = PackedWeights<P>;
   const int64_t total = PW::floats(g);
   int4* table = reinterpret_cast<int4*>(big + total);
   for (int e = blockIdx.x * blockDim.x + threadIdx.x; e < g.stride_h + g.stride_w; e += gridDim.x * blockDim.x)
     table[e] = phase_table_entry(g, e);
+  int saw_nonfinite = 0;
   for (int64_t e = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; e < total; e += int64_t(gridDim.x) * blockDim.x) {
     int64_t b = e / PW::kBlockFloats;
     const int r = int(e % PW::kBlockFloats);
@@ -106,10 +108,13 @@ __global__ void pack_weights_kernel(ConvTGeometry g, const float* __restrict__ w
     const int ci = chunk * P::BK + k, co = n_tile * P::BN + n;
     float v = 0.f;
     if (ci < g.C_in && co < g.C_out) v = w[((int64_t(ci) * g.C_out + co) * g.kernel_h + kh) * g.kernel_w + kw];
+    saw_nonfinite |= !isfinite(v);
     const float hi = __uint_as_float(ptx::tf32_round(v));
     big[dst] = hi;
     if constexpr (kMath == MathMode::kFP32) small[dst] = isfinite(v) ? __uint_as_float(ptx::tf32_round(v - hi)) : 0.f;
   }
+  saw_nonfinite = __syncthreads_or(saw_nonfinite);
+  if (threadIdx.x == 0) nonfinite_flags[blockIdx.x] = saw_nonfinite;
 }
 
 struct ConvTOperands {

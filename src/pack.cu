@@ -127,7 +127,8 @@ WorkspaceLayout workspace_layout(const ConvTGeometry& g, MathMode math, size_t e
   WorkspaceLayout l;
   l.w_big = 0;
   l.w_small = wbytes;
-  l.extra = wbytes * (math == MathMode::kFP32 ? 2 : 1);
+  l.nonfinite_flags = wbytes * (math == MathMode::kFP32 ? 2 : 1);
+  l.extra = l.nonfinite_flags + round_up(sizeof(int) * kMaxPackBlocks, 256);
   l.total = l.extra + round_up(extra_bytes, 256);
   return l;
 }
@@ -141,15 +142,18 @@ Status check_workspace(const void* workspace, size_t bytes, size_t needed, const
 }
 
 Status pack_weights(const ConvTGeometry& g, const float* x, const float* weight, MathMode math, MmaEngine engine,
-                    EpilogueKind epi, char* ws, const WorkspaceLayout& l, cudaStream_t stream, ConvTOperands* op) {
+                    EpilogueKind epi, char* ws, const WorkspaceLayout& l, cudaStream_t stream, ConvTOperands* op,
+                    NonfiniteWeightFlags* nonfinite) {
   float* big = reinterpret_cast<float*>(ws + l.w_big);
   float* small = reinterpret_cast<float*>(ws + l.w_small);
+  int* flags = reinterpret_cast<int*>(ws + l.nonfinite_flags);
   *op = ConvTOperands{x, big, math == MathMode::kFP32 ? small : nullptr};
   auto pack = [&](auto c) {
     using C = decltype(c);
     const int64_t total = PackedWeights<typename C::P>::floats(g);
-    const unsigned blocks = unsigned(std::min<int64_t>((total + 255) / 256, 4096));
-    pack_weights_kernel<typename C::P, C::kMath><<<blocks, 256, 0, stream>>>(g, weight, big, small);
+    const int blocks = int(std::min<int64_t>((total + 255) / 256, kMaxPackBlocks));
+    *nonfinite = NonfiniteWeightFlags{flags, blocks};
+    pack_weights_kernel<typename C::P, C::kMath><<<blocks, 256, 0, stream>>>(g, weight, big, small, flags);
     return launch_status();
   };
   return with_gemm_config(g, math, engine, epi, pack);

@@ -49,7 +49,7 @@ class Config:
         # "active": weights and conv bias scaled so that s lies in about [-4, 4] (GELU not flat).
         # "default": the benchmark's x ~ U[0, 1) with PyTorch's default parameter init (GELU saturated).
         self.init = init
-        self.plant_nonfinite = plant_nonfinite  # True: in x and weight; "biases", "conv_bias_nan"
+        self.plant_nonfinite = plant_nonfinite  # True: in x and weight; "weight", "biases", "conv_bias_nan"
 
     def out_hw(self):
         return tuple((i - 1) * s - 2 * p + d * (k - 1) + op + 1
@@ -94,6 +94,10 @@ CONFIGS = [
     # -inf in the planted bias channels only.
     Config("nonfinite_biases", 111, N=2, C_in=5, C_out=9, H_in=6, W_in=7, k=3, stride=2, padding=1,
            output_padding=1, bias_len=4, plant_nonfinite="biases"),
+    # NaN and +inf in the weights, on taps that fall outside the input at the last row or
+    # column: PyTorch skips those taps, so s there stays finite (image 0) or -inf (image 1).
+    Config("nonfinite_weight", 113, N=2, C_in=4, C_out=6, H_in=6, W_in=7, k=3, stride=2, padding=1,
+           output_padding=1, plant_nonfinite="weight"),
     # NaN in one channel's conv bias: every pixel's minimum over channels is NaN (torch.min
     # propagates NaN), so s and out are NaN everywhere.
     Config("nan_conv_bias", 112, N=1, C_in=3, C_out=6, H_in=4, W_in=5, k=3, stride=2, padding=1,
@@ -199,6 +203,21 @@ def plant_nonfinite_biases(cfg, conv_bias, bias):
     return conv_bias, bias
 
 
+def plant_nonfinite_weight(cfg, x, weight):
+    """Written for k=3, stride=2, padding=1, output_padding=1. Tap (kh, kw) = (0, 2) reaches
+    odd rows but the last (2*H_in - 1 would need ih = H_in) and every odd column; (2, 0) every
+    odd row and odd columns but the last. +inf on the first for channel 2 -> 4, with x's channel
+    2 positive in image 0 (y = +inf, never the minimum) and negative in image 1 (-inf); NaN on
+    the second for 1 -> 2 (s NaN at odd columns but the last)."""
+    assert cfg.k == (3, 3) and cfg.stride == (2, 2) and cfg.padding == (1, 1)
+    x, weight = x.clone(), weight.clone()
+    x[0, 2] = x[0, 2].abs() + 0.01
+    x[1, 2] = -(x[1, 2].abs() + 0.01)
+    weight[2, 4, 0, 2] = float("inf")
+    weight[1, 2, 2, 0] = float("nan")
+    return x, weight
+
+
 def f32_bytes(t):
     vals = t.detach().cpu().float().contiguous().reshape(-1).tolist()
     return struct.pack("<q", len(vals)) + struct.pack("<%df" % len(vals), *vals)
@@ -245,6 +264,8 @@ def main():
         x, weight, conv_bias, bias = make_inputs(cfg)
         if cfg.plant_nonfinite is True:
             x, weight = plant_nonfinite(cfg, x, weight)
+        elif cfg.plant_nonfinite == "weight":
+            x, weight = plant_nonfinite_weight(cfg, x, weight)
         elif cfg.plant_nonfinite:
             conv_bias, bias = plant_nonfinite_biases(cfg, conv_bias, bias)
         y, s, out = forward64(cfg, x, weight, conv_bias, bias)
