@@ -107,9 +107,15 @@ Status check_device_context(cudaStream_t stream, std::initializer_list<DevicePoi
   int device = 0;
   if (const cudaError_t e = cudaGetDevice(&device); e != cudaSuccess) return query_failed(e);
   if (stream != nullptr && stream != cudaStreamLegacy && stream != cudaStreamPerThread) {
-    int stream_device = 0;
-    if (const cudaError_t e = cudaStreamGetDevice(stream, &stream_device); e != cudaSuccess) return query_failed(e);
-    if (stream_device != device) return invalid("stream belongs to another device than the current one");
+    cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
+    if (const cudaError_t e = cudaStreamIsCapturing(stream, &capture); e != cudaSuccess) return query_failed(e);
+    // cudaStreamGetDevice is not permitted on a capturing stream (it would invalidate the
+    // capture); a captured graph is checked when it is instantiated and launched.
+    if (capture == cudaStreamCaptureStatusNone) {
+      int stream_device = 0;
+      if (const cudaError_t e = cudaStreamGetDevice(stream, &stream_device); e != cudaSuccess) return query_failed(e);
+      if (stream_device != device) return invalid("stream belongs to another device than the current one");
+    }
   }
   int pageable_ok = -1;  // asked once, only if some pointer is unregistered host memory
   for (const DevicePointer& p : pointers) {

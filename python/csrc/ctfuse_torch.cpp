@@ -24,6 +24,17 @@
 
 namespace {
 
+// Numbers in error messages are formatted here, never streamed by c10::str: on the GPU
+// machine (extension built with its /opt/gcc g++), streaming an integer into the message
+// of a thrown c10::Error segfaulted the process, while messages made only of strings
+// raised cleanly. std::to_string does not touch the stream's locale.
+std::string num(int64_t v) { return std::to_string(v); }
+std::string shape(at::IntArrayRef sizes) {
+  std::string r = "[";
+  for (size_t i = 0; i < sizes.size(); ++i) r += (i ? ", " : "") + std::to_string(sizes[i]);
+  return r + "]";
+}
+
 void check_status(const ctfuse::Status& st, const char* where) {
   if (st.ok()) return;
   if (st.code == ctfuse::StatusCode::kCudaError) {
@@ -36,14 +47,14 @@ void check_status(const ctfuse::Status& st, const char* where) {
 // Every tensor must be fp32 on x's CUDA device: the library reads raw device pointers.
 void check_tensor(const at::Tensor& t, const char* name, const at::Tensor& x) {
   TORCH_CHECK_VALUE(t.defined(), "ctfuse: ", name, " is an undefined tensor");
-  TORCH_CHECK_VALUE(t.is_cuda(), "ctfuse: ", name, " must be a CUDA tensor, got device ", t.device());
-  TORCH_CHECK_TYPE(t.scalar_type() == at::kFloat, "ctfuse: ", name, " must be float32, got ", t.scalar_type());
-  TORCH_CHECK_VALUE(t.device() == x.device(), "ctfuse: ", name, " is on ", t.device(), " but x is on ",
-                    x.device(), "; all tensors must be on one device");
+  TORCH_CHECK_VALUE(t.is_cuda(), "ctfuse: ", name, " must be a CUDA tensor, got device ", t.device().str());
+  TORCH_CHECK_TYPE(t.scalar_type() == at::kFloat, "ctfuse: ", name, " must be float32, got ", c10::toString(t.scalar_type()));
+  TORCH_CHECK_VALUE(t.device() == x.device(), "ctfuse: ", name, " is on ", t.device().str(), " but x is on ",
+                    x.device().str(), "; all tensors must be on one device");
 }
 
 std::pair<int64_t, int64_t> pair_arg(at::IntArrayRef v, const char* name) {
-  TORCH_CHECK_VALUE(v.size() == 2, "ctfuse: ", name, " must have 2 elements (h, w), got ", v.size());
+  TORCH_CHECK_VALUE(v.size() == 2, "ctfuse: ", name, " must have 2 elements (h, w), got ", num(int64_t(v.size())));
   return {v[0], v[1]};
 }
 
@@ -56,11 +67,11 @@ ctfuse::ConvTranspose2dParams make_params(const at::Tensor& x, const at::Tensor&
                                           at::IntArrayRef dilation) {
   check_tensor(x, "x", x);
   check_tensor(weight, "weight", x);
-  TORCH_CHECK_VALUE(x.dim() == 4, "ctfuse: x must be 4-D [N, C_in, H_in, W_in], got shape ", x.sizes());
+  TORCH_CHECK_VALUE(x.dim() == 4, "ctfuse: x must be 4-D [N, C_in, H_in, W_in], got shape ", shape(x.sizes()));
   TORCH_CHECK_VALUE(weight.dim() == 4, "ctfuse: weight must be 4-D [C_in, C_out, kH, kW], got shape ",
-                    weight.sizes());
-  TORCH_CHECK_VALUE(weight.size(0) == x.size(1), "ctfuse: channel count mismatch: x has ", x.size(1),
-                    " channels (x.size(1)) but weight expects C_in = weight.size(0) = ", weight.size(0));
+                    shape(weight.sizes()));
+  TORCH_CHECK_VALUE(weight.size(0) == x.size(1), "ctfuse: channel count mismatch: x has ", num(x.size(1)),
+                    " channels (x.size(1)) but weight expects C_in = weight.size(0) = ", num(weight.size(0)));
   ctfuse::ConvTranspose2dParams p;
   p.N = x.size(0); p.C_in = x.size(1); p.H_in = x.size(2); p.W_in = x.size(3);
   p.C_out = weight.size(1); p.kernel_h = weight.size(2); p.kernel_w = weight.size(3);
@@ -72,8 +83,8 @@ ctfuse::ConvTranspose2dParams make_params(const at::Tensor& x, const at::Tensor&
 }
 
 ctfuse::ForwardOptions make_options(int64_t math, int64_t gelu) {
-  TORCH_CHECK_VALUE(math == 0 || math == 1, "ctfuse: math must be 0 (tf32) or 1 (fp32), got ", math);
-  TORCH_CHECK_VALUE(gelu == 0 || gelu == 1, "ctfuse: gelu must be 0 (erf) or 1 (tanh), got ", gelu);
+  TORCH_CHECK_VALUE(math == 0 || math == 1, "ctfuse: math must be 0 (tf32) or 1 (fp32), got ", num(math));
+  TORCH_CHECK_VALUE(gelu == 0 || gelu == 1, "ctfuse: gelu must be 0 (erf) or 1 (tanh), got ", num(gelu));
   ctfuse::ForwardOptions o;
   o.math = static_cast<ctfuse::MathMode>(math);
   o.gelu = static_cast<ctfuse::GeluMode>(gelu);
@@ -85,7 +96,7 @@ int64_t bias_length(const at::Tensor& bias) {
   const bool scalar_like = bias.numel() == 1 && bias.dim() <= 4;
   const bool per_channel = bias.dim() == 3 && bias.size(1) == 1 && bias.size(2) == 1 && bias.size(0) >= 1;
   TORCH_CHECK_VALUE(scalar_like || per_channel, "ctfuse: bias must have shape (1, 1, 1) or (C_b, 1, 1), got ",
-                    bias.sizes());
+                    shape(bias.sizes()));
   return bias.numel();
 }
 
@@ -101,7 +112,7 @@ std::tuple<at::Tensor, at::Tensor> forward_cuda(const at::Tensor& x, const at::T
   if (has_cb) {
     check_tensor(*conv_bias, "conv_bias", x);
     TORCH_CHECK_VALUE(conv_bias->dim() == 1 && conv_bias->size(0) == p.C_out, "ctfuse: conv_bias must have shape (",
-                      p.C_out, ",) = (C_out,), got ", conv_bias->sizes());
+                      num(p.C_out), ",) = (C_out,), got ", shape(conv_bias->sizes()));
   }
   check_tensor(bias, "bias", x);
   const int64_t bias_len = bias_length(bias);
