@@ -23,7 +23,6 @@ import datetime
 import glob
 import json
 import os
-import statistics
 import sys
 
 import torch
@@ -37,9 +36,9 @@ if not glob.glob(os.path.join(_HERE, "ctfuse_torch", "_C*")):
 import ctfuse_torch  # noqa: E402
 from ctfuse_torch import ModelNew  # noqa: E402
 
-# The benchmark's reference module, from the script that times it for the bench.
+# The benchmark's reference module and its timing (L2 scrubbed), from the script the bench runs.
 sys.path.insert(0, os.path.join(os.path.dirname(_HERE), "bench"))
-from pytorch_baseline import Model  # noqa: E402
+from pytorch_baseline import Model, time_cuda  # noqa: E402
 
 
 def log(*args):
@@ -120,24 +119,6 @@ def check_sums(cfg, new, math, seed):
     ok = out.shape == out64.shape and torch.allclose(out, out64, atol=1e-3, rtol=1e-3)
     err = (out - out64).abs().max().item() if out.shape == out64.shape else float("inf")
     check("out vs float64 gelu(s) + bias, atol=rtol=1e-3", ok, f"max abs error {err:.3e}")
-
-
-def time_cuda(fn, x, runs, warmup):
-    scrub = torch.empty(128 << 20, dtype=torch.uint8, device="cuda")
-    for _ in range(warmup):
-        fn(x)
-    torch.cuda.synchronize()
-    times = []
-    for i in range(runs):
-        scrub.fill_(i & 0xFF)  # evict x and the weights from L2, as the bench does
-        start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn(x)
-        stop.record()
-        torch.cuda.synchronize()
-        times.append(start.elapsed_time(stop) * 1000.0)
-    times.sort()
-    return statistics.median(times), times[0], times[-1]
 
 
 def main():
