@@ -62,6 +62,23 @@ class DeviceBuffer {
   size_t count_ = 0;
 };
 
+// 24 random bits of (i, seed) as a float in [lo, lo + span): exact when span is a power of
+// two and lo a multiple of span / 2^24 (as for [0, 1) and [-1, 1)), so the host knows the
+// value the device wrote (no download of a huge x, no contraction difference).
+__host__ __device__ inline float hash_value(uint64_t i, uint32_t seed, float lo, float span) {
+  uint32_t h = uint32_t(i) * 2654435761u ^ seed ^ uint32_t(i >> 32) * 40503u;
+  h ^= h >> 15; h *= 2246822519u; h ^= h >> 13; h *= 3266489917u; h ^= h >> 16;
+  return lo + span * (float(h >> 8) * (1.0f / 16777216.0f));
+}
+
+// p[i] = hash_value(i, seed, lo, span): fills inputs too large to upload. A template only
+// so that every test file may include its definition.
+template <typename T = float>
+__global__ void fill_hash(T* p, size_t n, uint32_t seed, float lo, float span) {
+  for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < n; i += size_t(gridDim.x) * blockDim.x)
+    p[i] = hash_value(i, seed, lo, span);
+}
+
 // A fresh seed for each test run, printed so that a failure can be replayed with
 // CTFUSE_TEST_SEED=<seed>.
 inline uint64_t test_seed() {

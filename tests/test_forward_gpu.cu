@@ -247,14 +247,6 @@ TEST(ForwardFused, BitwiseReproducible) {
 // A batch whose y would not fit in GPU memory (N = 4096 at the benchmark shape: y would be
 // 137 GB; x is 17 GB) runs fused; random images are checked against the unfused path
 // run on one-image slices of the same x. Skipped where the GPU lacks room for x.
-__global__ void fill_hash(float* p, size_t n, uint32_t seed) {
-  for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < n; i += size_t(gridDim.x) * blockDim.x) {
-    uint32_t h = uint32_t(i) * 2654435761u ^ seed ^ uint32_t(i >> 32) * 40503u;
-    h ^= h >> 15; h *= 2246822519u; h ^= h >> 13; h *= 3266489917u; h ^= h >> 16;
-    p[i] = (h >> 8) * (1.0f / 16777216.0f);
-  }
-}
-
 TEST(ForwardFused, BatchWhoseYWouldNotFit) {
   CTFUSE_REQUIRE_GPU();
   const ConvTranspose2dParams p = testing::make_params(4096, 64, 128, 128, 128, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1);
@@ -266,7 +258,7 @@ TEST(ForwardFused, BatchWhoseYWouldNotFit) {
                                                         testing::test_seed(), false);  // weights and biases only
   DeviceBuffer<float> x(nx), w(small.weight), cb(small.conv_bias), b(small.bias);
   ASSERT_TRUE(x.ok());
-  fill_hash<<<4096, 256>>>(x.get(), nx, uint32_t(testing::test_seed()));
+  testing::fill_hash<<<4096, 256>>>(x.get(), nx, uint32_t(testing::test_seed()), 0.0f, 1.0f);
   const int64_t W = 256;
   DeviceBuffer<float> out{size_t(p.N * W)}, s{size_t(p.N * W)};
   out.fill(testing::poison_value());

@@ -25,18 +25,8 @@ namespace {
 
 using testing::DeviceBuffer;
 
-// A value in [-1, 1) per flat index, the same on host and device (every step is exact),
-// so a huge x is filled on the device and its values known on the host without a download.
-__host__ __device__ inline float hash_value(uint64_t i, uint32_t seed) {
-  uint32_t h = uint32_t(i) * 2654435761u ^ seed ^ uint32_t(i >> 32) * 40503u;
-  h ^= h >> 15; h *= 2246822519u; h ^= h >> 13; h *= 3266489917u; h ^= h >> 16;
-  return float(h >> 8) * (2.0f / 16777216.0f) - 1.0f;
-}
-
-__global__ void fill_hash(float* p, size_t n, uint32_t seed) {
-  for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < n; i += size_t(gridDim.x) * blockDim.x)
-    p[i] = hash_value(i, seed);
-}
+// x in [-1, 1): filled on the device, its values recomputed on the host.
+float x_value(uint64_t i, uint32_t seed) { return testing::hash_value(i, seed, -1.0f, 2.0f); }
 
 __global__ void do_nothing() {}
 
@@ -428,7 +418,7 @@ std::pair<double, double> y_at(const ConvTranspose2dParams& p, int64_t H, int64_
       const int64_t ih = th / p.stride_h, iw = tw / p.stride_w;
       if (ih >= p.H_in || iw >= p.W_in) continue;
       for (int64_t ci = 0; ci < p.C_in; ++ci) {
-        const double t = double(hash_value(uint64_t(((n * p.C_in + ci) * p.H_in + ih) * p.W_in + iw), seed)) *
+        const double t = double(x_value(uint64_t(((n * p.C_in + ci) * p.H_in + ih) * p.W_in + iw), seed)) *
                          d.weight[size_t(((ci * p.C_out + co) * p.kernel_h + kh) * p.kernel_w + kw)];
         y += t;
         abs_sum += std::abs(t);
@@ -454,7 +444,7 @@ TEST(ReliabilityScale, ConvYPastTwoToThe31) {
   DeviceBuffer<float> x(nx), y(ny), w(d.weight), cb(d.conv_bias);
   DeviceBuffer<char> ws(ws_bytes);
   ASSERT_TRUE(x.ok() && y.ok() && w.ok() && cb.ok() && ws.ok());
-  fill_hash<<<4096, 256>>>(x.get(), nx, seed);
+  testing::fill_hash<<<4096, 256>>>(x.get(), nx, seed, -1.0f, 2.0f);
   CUDA_ASSERT(cudaGetLastError());
   CUDA_ASSERT(cudaMemset(y.get(), 0xFF, ny * sizeof(float)));  // NaN: an element never written fails
   const Status st = conv_transpose2d(p, x.get(), w.get(), cb.get(), y.get(), MathMode::kFP32, ws.get(), ws_bytes, nullptr);
@@ -500,7 +490,7 @@ TEST(ReliabilityScale, UnfusedForwardPastTwoToThe31) {
   ASSERT_TRUE(unf.ok() && fus.ok());
   Outputs ru, rf;
   for (const auto& [f, r] : {std::pair{&unf, &ru}, std::pair{&fus, &rf}}) {
-    fill_hash<<<4096, 256>>>(f->x.get(), nx, uint32_t(testing::test_seed()));
+    testing::fill_hash<<<4096, 256>>>(f->x.get(), nx, uint32_t(testing::test_seed()), -1.0f, 2.0f);
     ASSERT_EQ(f->run_and_read(nullptr, r), "");
   }
   EXPECT_EQ(std::count_if(ru.s.begin(), ru.s.end(), [](float v) { return !std::isfinite(v); }), 0);
