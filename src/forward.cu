@@ -7,6 +7,7 @@
 #include "convt_dispatch.h"
 #include "ctfuse/ctfuse.h"
 #include "epilogues.cuh"
+#include "postop_launch.h"
 #include "problem.h"
 #include "status_util.h"
 
@@ -119,7 +120,7 @@ Status forward(const ConvTranspose2dParams& params, const float* x, const float*
   if (path == Path::kUnfused) {
     float* y = reinterpret_cast<float*>(ws + l.extra);
     CTFUSE_RETURN_IF_ERROR(launch_convt_store(exact, op, nonfinite, y, options.math, engine, stream));
-    return min_sum_gelu_bias(y, make_nchw(g.N, g.C_out, g.H_out, g.W_out), bias, bias_len, options.gelu, out, s,
+    return queue_min_sum_gelu_bias(y, make_nchw(g.N, g.C_out, g.H_out, g.W_out), bias, bias_len, options.gelu, out, s,
                              stream);
   }
   double* partial = reinterpret_cast<double*>(ws + l.extra);

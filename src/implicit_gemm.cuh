@@ -108,8 +108,8 @@ __global__ void pack_weights_kernel(ConvTGeometry g, const float* __restrict__ w
     const int ci = chunk * P::BK + k, co = n_tile * P::BN + n;
     float v = 0.f;
     if (ci < g.C_in && co < g.C_out) v = w[((int64_t(ci) * g.C_out + co) * g.kernel_h + kh) * g.kernel_w + kw];
-    saw_nonfinite |= !isfinite(v);
     const float hi = __uint_as_float(ptx::tf32_round(v));
+    saw_nonfinite |= !isfinite(hi);  // also a finite weight that rounds up to inf
     big[dst] = hi;
     if constexpr (kMath == MathMode::kFP32) small[dst] = isfinite(v) ? __uint_as_float(ptx::tf32_round(v - hi)) : 0.f;
   }

@@ -145,9 +145,10 @@ Status pack_weights(const ConvTGeometry& g, const float* x, const float* weight,
                     EpilogueKind epi, char* ws, const WorkspaceLayout& l, cudaStream_t stream, ConvTOperands* op,
                     NonfiniteWeightFlags* nonfinite) {
   float* big = reinterpret_cast<float*>(ws + l.w_big);
-  float* small = reinterpret_cast<float*>(ws + l.w_small);
+  // TF32 mode has no small part (its region is where the flags start).
+  float* small = math == MathMode::kFP32 ? reinterpret_cast<float*>(ws + l.w_small) : nullptr;
   int* flags = reinterpret_cast<int*>(ws + l.nonfinite_flags);
-  *op = ConvTOperands{x, big, math == MathMode::kFP32 ? small : nullptr};
+  *op = ConvTOperands{x, big, small};
   auto pack = [&](auto c) {
     using C = decltype(c);
     const int64_t total = PackedWeights<typename C::P>::floats(g);

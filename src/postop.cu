@@ -4,6 +4,7 @@
 
 #include "ctfuse/ctfuse.h"
 #include "postop_kernel.cuh"
+#include "postop_launch.h"
 #include "problem.h"
 #include "status_util.h"
 
@@ -56,7 +57,11 @@ Status min_sum_gelu_bias(const float* y, const Tensor4d& d, const float* bias, i
                {bias, "min_sum_gelu_bias: bias is host memory the device cannot access"},
                {out, "min_sum_gelu_bias: out is host memory the device cannot access"},
                {s, "min_sum_gelu_bias: s is host memory the device cannot access"}}));
+  return queue_min_sum_gelu_bias(y, d, bias, bias_len, gelu, out, s, stream);
+}
 
+Status queue_min_sum_gelu_bias(const float* y, const Tensor4d& d, const float* bias, int64_t bias_len,
+                               GeluMode gelu, float* out, float* s, cudaStream_t stream) {
   PostOpArgs a;
   a.y = y;
   a.N = d.n(); a.C = d.c(); a.H = d.h(); a.W = d.w();

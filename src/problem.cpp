@@ -111,19 +111,25 @@ Status check_device_context(cudaStream_t stream, std::initializer_list<DevicePoi
     if (const cudaError_t e = cudaStreamIsCapturing(stream, &capture); e != cudaSuccess) return query_failed(e);
     // cudaStreamGetDevice is not permitted on a capturing stream (it would invalidate the
     // capture); a captured graph is checked when it is instantiated and launched.
+#if CUDART_VERSION >= 12080  // cudaStreamGetDevice
     if (capture == cudaStreamCaptureStatusNone) {
       int stream_device = 0;
       if (const cudaError_t e = cudaStreamGetDevice(stream, &stream_device); e != cudaSuccess) return query_failed(e);
       if (stream_device != device) return invalid("stream belongs to another device than the current one");
     }
+#endif
   }
   int pageable_ok = -1;  // asked once, only if some pointer is unregistered host memory
   for (const DevicePointer& p : pointers) {
     if (!p.ptr) continue;
     cudaPointerAttributes a{};
     if (const cudaError_t e = cudaPointerGetAttributes(&a, p.ptr); e != cudaSuccess) return query_failed(e);
+    // Registered host memory is reachable at the same address only where the device may
+    // use host pointers for it (devicePointer == ptr); elsewhere the kernels would need
+    // devicePointer, which the caller should pass instead. Device memory of another device
+    // is taken as given: it works with peer access enabled, which cannot be queried.
     const bool device_reachable = a.type == cudaMemoryTypeDevice || a.type == cudaMemoryTypeManaged ||
-                                  (a.type == cudaMemoryTypeHost && a.devicePointer != nullptr);
+                                  (a.type == cudaMemoryTypeHost && a.devicePointer == p.ptr);
     if (device_reachable) continue;
     if (pageable_ok < 0) {
       if (const cudaError_t e = cudaDeviceGetAttribute(&pageable_ok, cudaDevAttrPageableMemoryAccess, device);
