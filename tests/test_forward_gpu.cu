@@ -195,6 +195,26 @@ TEST(ForwardFused, UnalignedXTakesTheCpAsyncFeed) {
 // not become the Inf that its remaining bits spell; also a NaN with every payload bit
 // set (0x7fffffff, what the GPU's own arithmetic produces), which a careless "add half
 // an ulp" rounding wraps into -0.
+// With finite weights the call must take the tensor-core path, not the exact fallback that
+// NaN/Inf weights switch on (every accuracy test would pass on the fallback too, only
+// slower): TF32's rounding must show in s, near what exact round-to-nearest TF32 gives,
+// two orders of magnitude above the fallback's fp32-products-double-sum error.
+TEST(ForwardFused, FiniteWeightsUseTheTensorCores) {
+  CTFUSE_REQUIRE_GPU();
+  const ConvTranspose2dParams p = testing::make_params(2, 64, 128, 12, 20, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1);
+  const testing::ProblemData d = testing::make_data(p, 1, testing::test_seed() ^ 0xf1, true);
+  const ref::Forward f = ref::forward(p, d.x.data(), d.weight.data(), d.conv_bias.data(), d.bias.data(), 1,
+                                      GeluMode::kErf);
+  const double emulated = testing::tf32_emulated_s_error(p, d.x, d.weight, d.conv_bias, d.bias, GeluMode::kErf, f.s);
+  ASSERT_GT(emulated, 1e-6) << "the problem must make TF32 rounding visible";
+  for (Path path : {Path::kFused, Path::kUnfused}) {
+    SCOPED_TRACE(path == Path::kFused ? "fused" : "unfused");
+    const ForwardResult r = run_forward(p, d, {MathMode::kTF32, GeluMode::kErf, path});
+    ASSERT_TRUE(r.st.ok()) << r.st.message;
+    EXPECT_GT(ref::normwise_rel_error(r.s.data(), f.s.data(), f.s.size()), 0.1 * emulated);
+  }
+}
+
 TEST(ForwardFused, NaNPayloadsSurviveTf32Rounding) {
   CTFUSE_REQUIRE_GPU();
   const ConvTranspose2dParams p = testing::make_params(1, 16, 128, 6, 16, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1);
