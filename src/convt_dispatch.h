@@ -97,11 +97,26 @@ Status launch_convt_gemm(Config, const ConvTGeometry& g, const ConvTOperands& op
   const ConvTArgs a{g, op, (g.QH + P::MH - 1) / P::MH, (g.QW + P::MW - 1) / P::MW};
   if (tiles_h) *tiles_h = a.tiles_h;
   static_assert(sizeof(typename E::Shared) == epilogue_smem_bytes<P>(E::kKind), "the table's smem count is exact");
-  const size_t smem = mainloop_smem_bytes<P>(Config::kMath) + sizeof(typename E::Shared);
+  const size_t smem = gemm_smem_bytes<P>(Config::kMath, E::kKind);
+  const int64_t tiles = int64_t(g.N) * a.tiles_h * a.tiles_w;
+  if constexpr (kWarpSpecialized<P>) {
+    // Persistent: as many blocks as fit on the GPU at once, striding over the tiles.
+    auto kernel = convt_implicit_gemm_warp_specialized_kernel<P, Config::kMath, E>;
+    CTFUSE_RETURN_IF_ERROR(
+        cuda_status(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem))));
+    int device = 0, sms = 0, per_sm = 0;
+    CTFUSE_RETURN_IF_ERROR(cuda_status(cudaGetDevice(&device)));
+    CTFUSE_RETURN_IF_ERROR(cuda_status(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device)));
+    CTFUSE_RETURN_IF_ERROR(
+        cuda_status(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, block_threads<P>(), smem)));
+    const int64_t resident = int64_t(sms) * (per_sm > 0 ? per_sm : 1);
+    const unsigned blocks = unsigned(tiles < resident ? tiles : resident);
+    kernel<<<blocks, block_threads<P>(), smem, stream>>>(a, ep, engine.x_map);
+    return launch_status();
+  }
   auto kernel = convt_implicit_gemm_kernel<P, Config::kMath, E>;
   CTFUSE_RETURN_IF_ERROR(
       cuda_status(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem))));
-  const int64_t tiles = int64_t(g.N) * a.tiles_h * a.tiles_w;
   // Past 65535 tiles a block takes several (the kernel strides over tiles): the grid stays
   // bounded, and the tile loop's carried state (pipeline, mbarrier phases) is exercised by
   // any large problem, e.g. the N=4096 test (524288 tiles), not only by 2^31 of them.

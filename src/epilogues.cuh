@@ -89,12 +89,14 @@ struct StoreEpilogue {
   const Params& p;
   Shared& sh;
   const ConvTGeometry& g;
+  ThreadGroup grp;
   int n, qh0, qw0;
   bool paired, vector_ok;  // stride_w = 2; and whole-run vector stores are aligned
   [[maybe_unused]] float held[kParkInRegisters ? MI : 1][kParkInRegisters ? NJ : 1][4];  // the parked fragments
 
-  __device__ StoreEpilogue(const Params& params, Shared& shared, const ConvTArgs& a, int n_, int tile_h, int tile_w)
-      : p(params), sh(shared), g(a.g), n(n_), qh0(tile_h * P::MH), qw0(tile_w * P::MW), paired(a.g.stride_w == 2),
+  __device__ StoreEpilogue(const Params& params, Shared& shared, const ConvTArgs& a, int n_, int tile_h, int tile_w,
+                           ThreadGroup group)
+      : p(params), sh(shared), g(a.g), grp(group), n(n_), qh0(tile_h * P::MH), qw0(tile_w * P::MW), paired(a.g.stride_w == 2),
         vector_ok(a.g.W_out % kPairedRun == 0 &&
                   (reinterpret_cast<uintptr_t>(params.y) & (sizeof(float) * kPairedRun - 1)) == 0) {}
 
@@ -124,7 +126,7 @@ struct StoreEpilogue {
   }
 
   __device__ void park(const Accumulators<P>& acc, const AccLayout<P>&) {
-    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    const int warp = grp.warp(), lane = grp.lane();
 #pragma unroll
     for (int i = 0; i < MI; ++i)
 #pragma unroll
@@ -140,7 +142,7 @@ struct StoreEpilogue {
 
   // y[.., 2 qw + {0, 1}] = (parked, acc) for each of this thread's (channel, pixel).
   __device__ void store_pairs(const Accumulators<P>& acc, const AccLayout<P>& L, GemmTile gt) {
-    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    const int warp = grp.warp(), lane = grp.lane();
     const int64_t plane = int64_t(g.H_out) * g.W_out;
     float* y_n = p.y + int64_t(n) * g.C_out * plane;
 #pragma unroll
@@ -192,8 +194,8 @@ struct StoreEpilogue {
   }
 
   __device__ void store_transposed(const Accumulators<P>& acc, const AccLayout<P>& L, GemmTile gt) {
-    float(&t)[8][P::WM] = sh.tile[threadIdx.x / 32];
-    const int lane = threadIdx.x % 32;
+    float(&t)[8][P::WM] = sh.tile[grp.warp()];
+    const int lane = grp.lane();
     const int64_t plane = int64_t(g.H_out) * g.W_out;
 #pragma unroll
     for (int j = 0; j < NJ; ++j) {
@@ -256,19 +258,20 @@ struct MinSumEpilogue {
   const Params& p;
   Shared& sh;
   const ConvTGeometry& g;
+  ThreadGroup grp;
   int n, tile_h, tiles_h, qh0, qw0, n_tiles;
   float run_min[MI][2];  // running minimum of this thread's pixels over channel tiles
   [[maybe_unused]] double pixel_sum[kSumInRegisters ? MI : 1][2];  // kSumInRegisters: over the column's phases
 
   __device__ MinSumEpilogue(const Params& params, Shared& shared, const ConvTArgs& a, int n_, int tile_h_,
-                            int tile_w)
-      : p(params), sh(shared), g(a.g), n(n_), tile_h(tile_h_), tiles_h(a.tiles_h), qh0(tile_h_ * P::MH),
+                            int tile_w, ThreadGroup group)
+      : p(params), sh(shared), g(a.g), grp(group), n(n_), tile_h(tile_h_), tiles_h(a.tiles_h), qh0(tile_h_ * P::MH),
         qw0(tile_w * P::MW), n_tiles(PackedWeights<P>::n_tiles(a.g)) {
     reset_min();
     if constexpr (kSumInRegisters) {
       reset_sums();
     } else {
-      for (int c = threadIdx.x; c < P::MW; c += P::kThreads) sh.col_sum[c] = 0.0;
+      for (int c = grp.tid; c < P::MW; c += P::kThreads) sh.col_sum[c] = 0.0;
     }
   }
 
@@ -371,8 +374,8 @@ struct MinSumEpilogue {
     reset_sums();
     // One barrier: the next column writes the other buffer, and the one after it comes
     // after this next column's barrier (or after the block tile's closing barrier).
-    __syncthreads();
-    for (int c = threadIdx.x; c < P::MW; c += P::kThreads) {
+    grp.sync();
+    for (int c = grp.tid; c < P::MW; c += P::kThreads) {
       const int ow = (qw0 + c) * g.stride_w + rho_w;
       if (ow >= g.W_out) continue;
       double sum = 0.0;
@@ -389,10 +392,10 @@ struct MinSumEpilogue {
         for (int vr = 0; vr < 2; ++vr) sh.warp_min[L.warp_n()][L.pixel(i, 2 * vr)] = run_min[i][vr];
     }
     reset_min();
-    __syncthreads();
+    grp.sync();
     // One thread per tile column: min over the warps' channel slices, sum over the
     // tile's rows in row order.
-    for (int c = threadIdx.x; c < P::MW; c += P::kThreads) {
+    for (int c = grp.tid; c < P::MW; c += P::kThreads) {
       double sum = sh.col_sum[c];
       for (int r = 0; r < P::MH; ++r) {
         const int m = r * P::MW + c;
@@ -405,11 +408,11 @@ struct MinSumEpilogue {
       }
       sh.col_sum[c] = sum;
     }
-    __syncthreads();
+    grp.sync();
   }
 
   __device__ void column_done(int rho_w) {
-    for (int c = threadIdx.x; c < P::MW; c += P::kThreads) {
+    for (int c = grp.tid; c < P::MW; c += P::kThreads) {
       const int ow = (qw0 + c) * g.stride_w + rho_w;
       if (ow < g.W_out) p.partial[(int64_t(n) * tiles_h + tile_h) * g.W_out + ow] = sh.col_sum[c];
       sh.col_sum[c] = 0.0;

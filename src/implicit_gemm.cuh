@@ -5,7 +5,9 @@
 //  - mma.sync m16n8k8 TF32 fed by a cp.async multi-stage pipeline (every GPU);
 //  - wgmma m64n128k8 (sm_90a) with the same cp.async feed;
 //  - wgmma fed by the TMA unit: thread 0 issues each k-step's x boxes and weight block,
-//    and an mbarrier per stage replaces the cp.async groups.
+//    and an mbarrier per stage replaces the cp.async groups;
+//  - the same, warp-specialised (kWarpSpecialized): a producer warpgroup issues the
+//    copies into a ring of stages, the consumer warpgroup only waits and computes.
 //
 // A block owns one image n and an MH x MW tile of the phase grid (Qh, Qw), and walks
 //   for every GEMM tile (output phase (rho_h, rho_w) x a tile of BN output channels),
@@ -121,6 +123,25 @@ struct ConvTOperands {
   const float* x;        // [N, C_in, H_in, W_in]
   const float* w_big;    // PackedWeights<P>, TF32-rounded
   const float* w_small;  // FP32 mode: the residuals, same layout; else null
+};
+
+// ---- The threads that compute one tile ------------------------------------------------
+// The whole block (the classic kernel), or one consumer warpgroup of the ping-pong kernel,
+// which meets at its own named barrier. Epilogues index and synchronise through this.
+struct ThreadGroup {
+  int tid;      // thread index within the group
+  int barrier;  // 0: __syncthreads; else the group's named barrier
+  int size;
+
+  __device__ static ThreadGroup block() { return {int(threadIdx.x), 0, int(blockDim.x)}; }
+  __device__ int warp() const { return tid / 32; }
+  __device__ int lane() const { return tid % 32; }
+  __device__ void sync() const {
+    if (barrier == 0)
+      __syncthreads();
+    else
+      ptx::named_barrier_sync(barrier, size);
+  }
 };
 
 // ---- Where a thread's accumulators live; the epilogues see only this ------------------
@@ -349,7 +370,10 @@ struct Mainloop {
   }
 
   __device__ void issue_tma(const TmaPlan& tp) const {
-    if (threadIdx.x != 0 || !tp.active) return;
+    if (threadIdx.x == 0 && tp.active) tma_copy(tp);
+  }
+  // The copies themselves, by the calling thread.
+  __device__ void tma_copy(const TmaPlan& tp) const {
     uint64_t* bar = bars + tp.stage;
     shifts[tp.stage] = tp.shift;  // read after the barrier that follows this stage's wait
     ptx::mbarrier_arrive_expect_tx(bar, kTmaStageBytes);
@@ -610,12 +634,20 @@ struct ConvTArgs {
   ConvTGeometry g;
   ConvTOperands op;
   int tiles_h, tiles_w;  // block tiles over the phase grid: ceil(QH / MH), ceil(QW / MW)
+
+  struct BlockTile {
+    int n, tile_h, tile_w;
+  };
+  // Block tile number `tile` (0 .. N * tiles_h * tiles_w), image-major.
+  __device__ BlockTile block_tile(int64_t tile) const {
+    return {int(tile / (int64_t(tiles_w) * tiles_h)), int((tile / tiles_w) % tiles_h), int(tile % tiles_w)};
+  }
 };
 
 // Epilogue interface (see epilogues.cuh):
 //   struct E { struct Params; struct Shared; static constexpr EpilogueKind kKind;
 //     static constexpr bool kHoldsRegisters;  // state kept in registers across GEMM tiles
-//     __device__ E(const Params&, Shared&, const ConvTArgs&, int n, int tile_h, int tile_w);
+//     __device__ E(const Params&, Shared&, const ConvTArgs&, int n, int tile_h, int tile_w, ThreadGroup);
 //     __device__ void start(Accumulators<P>&, const AccLayout<P>&, GemmTile);  // initial values
 //     __device__ void consume(const Accumulators<P>&, const AccLayout<P>&, GemmTile); };
 // consume() sees the GEMM tiles in the walk order of kKind (TileWalk), every one of them,
@@ -647,12 +679,10 @@ __device__ __forceinline__ void convt_implicit_gemm(const ConvTArgs& args, const
   const int64_t tiles = int64_t(g.N) * args.tiles_h * args.tiles_w;
 
   for (int64_t tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
-    const int tile_w = int(tile % args.tiles_w);
-    const int tile_h = int((tile / args.tiles_w) % args.tiles_h);
-    const int n = int(tile / (int64_t(args.tiles_w) * args.tiles_h));
+    const auto [n, tile_h, tile_w] = args.block_tile(tile);
     using ML = Mainloop<P, kMath, Epilogue::kHoldsRegisters>;
     const ML ml{g, args.op, smem, smem_u32, n, tile_h * P::MH, tile_w * P::MW, x_map, bars, shifts};
-    Epilogue epi(ep, ep_shared, args, n, tile_h, tile_w);
+    Epilogue epi(ep, ep_shared, args, n, tile_h, tile_w, ThreadGroup::block());
 
     // Prologue: fill STAGES-1 stages.
     KStep next = walk.first_from(GemmTile{0, 0, 0});
@@ -685,6 +715,106 @@ __device__ __forceinline__ void convt_implicit_gemm(const ConvTArgs& args, const
     ml.drain();
     __syncthreads();  // the next tile's prologue overwrites the stages
   }
+}
+
+// ---- The warp-specialised persistent kernel (kWarpSpecialized policies: sm_90a, TMA, TF32)
+// The classic kernel's block waits at a __syncthreads every k-step, and its thread 0
+// issues the TMA copies between its own wgmmas. Here a block is one consumer warpgroup
+// (warps 0-3) plus a producer warpgroup (warps 4-7), which hands its registers to the
+// consumer, and is persistent over tiles. The producer's first thread walks the k-steps of the block's
+// tiles and hands each to the TMA unit as soon as its stage is empty, running on into
+// the next tile while the consumer runs its epilogue. The consumer waits for a stage to
+// be full, issues its wgmmas, and releases the stage before it once those are done (its
+// A fragments are in registers by then, and B has been read): no block-wide barrier.
+template <typename P, MathMode kMath, typename Epilogue>
+__device__ __forceinline__ void convt_implicit_gemm_warp_specialized(const ConvTArgs& args,
+                                                                  const typename Epilogue::Params& ep,
+                                                                  const CUtensorMap* x_map) {
+  static_assert(P::kTma && kMath == MathMode::kTF32 && P::kThreads == 128, "TF32, TMA, one consumer warpgroup");
+  using ML = Mainloop<P, kMath, Epilogue::kHoldsRegisters>;
+  static_assert(ML::kDeferDrain, "a consumer releases a stage once the k-step after it has waited for its wgmmas");
+  extern __shared__ float4 smem_f4[];
+  float* smem = reinterpret_cast<float*>(smem_f4);
+  smem += (128 - (ptx::smem_addr(smem) & 127)) % 128 / sizeof(float);
+  float* stages_end = smem + P::STAGES * stage_floats<P>(kMath);
+  uint64_t* full = reinterpret_cast<uint64_t*>(stages_end);
+  uint64_t* empty = full + P::STAGES;
+  int* shifts = reinterpret_cast<int*>(empty + P::STAGES);
+  auto& ep_shared = *reinterpret_cast<typename Epilogue::Shared*>(reinterpret_cast<char*>(stages_end) +
+                                                                  tma_control_bytes<P>());
+  constexpr int kConsumerWarps = P::kThreads / 32;
+  if (threadIdx.x == 0)
+    for (int s = 0; s < P::STAGES; ++s) {
+      ptx::mbarrier_init(full + s, 1);                // the producer's arrive, plus the TMA bytes
+      ptx::mbarrier_init(empty + s, kConsumerWarps);  // one arrive per consumer warp
+    }
+  __syncthreads();
+  const uint32_t smem_u32 = ptx::smem_addr(smem);
+  const ConvTGeometry& g = args.g;
+  const TileWalk<Epilogue::kKind> walk{&g, PackedWeights<P>::n_tiles(g), PackedWeights<P>::chunks(g),
+                                       PackedWeights<P>::phase_table(args.op.w_big, g)};
+  const int64_t tiles = int64_t(g.N) * args.tiles_h * args.tiles_w;
+  int stage = 0;
+  uint32_t parity = 0;  // of the ring's current lap
+
+  if (threadIdx.x >= P::kThreads) {  // the producer warpgroup: its first thread works
+    ptx::setmaxnreg_dec<kProducerRegisters>();
+    if (threadIdx.x != P::kThreads) return;
+    for (int64_t tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
+      const auto [n, tile_h, tile_w] = args.block_tile(tile);
+      const ML ml{g, args.op, smem, smem_u32, n, tile_h * P::MH, tile_w * P::MW, x_map, full, shifts};
+      for (KStep s = walk.first_from(GemmTile{0, 0, 0}); walk.valid(s); walk.advance(s)) {
+        ptx::mbarrier_wait(empty + stage, parity ^ 1);  // a fresh barrier counts as emptied
+        ml.tma_copy(ml.tma_plan(s, true, stage));
+        if (++stage == P::STAGES) { stage = 0; parity ^= 1; }
+      }
+    }
+    return;
+  }
+
+  // What the producer gave up, for kMinBlocksPerSM blocks in the 64K registers of an SM
+  // (ptxas compiles the consumer's code for this count: two blocks per SM, 232).
+  ptx::setmaxnreg_inc<((65536 / P::kMinBlocksPerSM - kProducerRegisters * kProducerThreads) / P::kThreads) / 8 *
+                      8>();
+  const ThreadGroup grp{int(threadIdx.x), 1, P::kThreads};  // named barrier 1: the consumer only
+  const AccLayout<P> L(grp.warp(), grp.lane());
+  const typename ML::TmaPlan no_copies{};  // the consumer issues none
+  auto release = [&](int s) {
+    __syncwarp();
+    if (grp.lane() == 0) ptx::mbarrier_arrive(empty + s);
+  };
+  for (int64_t tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
+    const auto [n, tile_h, tile_w] = args.block_tile(tile);
+    const ML ml{g, args.op, smem, smem_u32, n, tile_h * P::MH, tile_w * P::MW, x_map, full, shifts};
+    Epilogue epi(ep, ep_shared, args, n, tile_h, tile_w, grp);
+    GemmTile gt{0, 0, 0};
+    do {
+      const int ksteps = walk.phases.taps(gt.rho_h, gt.rho_w).count() * walk.chunks;
+      Accumulators<P> acc;
+      epi.start(acc, L, gt);
+      int before = -1;  // the stage of the k-step before, released once its wgmmas are done
+      for (int k = 0; k < ksteps; ++k) {
+        ptx::mbarrier_wait(full + stage, parity);
+        ml.mma(stage, L, acc, no_copies);  // waits for all but its own first wgmma group
+        if (before >= 0) release(before);
+        before = stage;
+        if (++stage == P::STAGES) { stage = 0; parity ^= 1; }
+      }
+      ml.finish_tile();
+      if (before >= 0) release(before);
+      epi.consume(acc, L, gt);
+    } while (walk.next_tile(gt));
+  }
+}
+
+template <typename P, MathMode kMath, typename Epilogue>
+__global__ void __launch_bounds__(P::kThreads + kProducerThreads, P::kMinBlocksPerSM)
+    convt_implicit_gemm_warp_specialized_kernel(ConvTArgs args, typename Epilogue::Params ep,
+                                                const __grid_constant__ CUtensorMap x_map) {
+  if constexpr (!ptx::kWgmmaCompiled)
+    __trap();  // not sm_90a code: the host never launches it (convt_dispatch.h)
+  else
+    convt_implicit_gemm_warp_specialized<P, kMath, Epilogue>(args, ep, &x_map);
 }
 
 template <typename P, MathMode kMath, typename Epilogue>

@@ -69,11 +69,28 @@ constexpr size_t stage_floats(MathMode m) {
   return size_t(P::kAFloats) + (m == MathMode::kFP32 ? 2 : 1) * size_t(P::BK) * P::BN;
 }
 
-// The TMA pipeline's per-stage mbarrier and column shift follow the stages; the stages
-// start on a 128-byte boundary, as TMA destinations must (up to 128 bytes of padding).
+// Warp-specialised persistent kernel (implicit_gemm.cuh): a consumer warpgroup plus a
+// producer warpgroup that hands every k-step to the TMA unit, into a ring of STAGES
+// stages guarded by full/empty mbarriers; no block-wide barrier per k-step. TF32, TMA
+// feed only. The producer is a whole warpgroup (one thread works) only so that it can
+// give its registers to the consumer (setmaxnreg acts on warpgroups): with a single
+// producer warp, ptxas capped the 160-thread block at 168 registers for two blocks per
+// SM and the consumer spilled 220 bytes (fused_tf32 247.6 us against 194.8).
+template <typename P>
+constexpr bool kWarpSpecialized = false;
+constexpr int kProducerThreads = 128;
+constexpr int kProducerRegisters = 24;
+template <typename P>
+constexpr int block_threads() {
+  return kWarpSpecialized<P> ? P::kThreads + kProducerThreads : P::kThreads;
+}
+
+// The TMA pipeline's per-stage mbarrier(s) (full; and empty when warp-specialised) and column
+// shift follow the stages; the stages start on a 128-byte boundary, as TMA destinations
+// must (up to 128 bytes of padding).
 template <typename P>
 constexpr size_t tma_control_bytes() {
-  return P::kTma ? 16 * ((12 * P::STAGES + 15) / 16) : 0;
+  return P::kTma ? 16 * (((kWarpSpecialized<P> ? 20 : 12) * P::STAGES + 15) / 16) : 0;
 }
 template <typename P>
 constexpr size_t tma_barrier_bytes() {
@@ -132,6 +149,11 @@ template <typename P>
 constexpr size_t epilogue_smem_bytes(EpilogueKind e) {
   return e == EpilogueKind::kStore ? store_epilogue_smem_bytes<P>() : min_sum_epilogue_smem_bytes<P>();
 }
+// A block's dynamic shared memory: the stages, then the epilogue's.
+template <typename P>
+constexpr size_t gemm_smem_bytes(MathMode m, EpilogueKind e) {
+  return mainloop_smem_bytes<P>(m) + epilogue_smem_bytes<P>(e);
+}
 
 // --- The table ---------------------------------------------------------------------
 // TF32, C_out > 64, mma.sync (every GPU but sm_90). Fused op at the benchmark shape on
@@ -151,7 +173,14 @@ using GemmTF32Wide = ImplicitGemmPolicy<4, 32, 128, 32, 2, 2, 2>;
 //  - TMA feed: this 244 us | bk32 s3 (104 KB, over the 4090 limit): 241 | 256x128 bk32 s2:
 //    263 | bk16 s4: 289 | bk64 s2, one block per SM: 352.
 using GemmTF32Wgmma = ImplicitGemmPolicy<4, 32, 128, 32, 2, 4, 1, 2, MmaEngine::kWgmma>;
-using GemmTF32WgmmaTma = ImplicitGemmPolicy<4, 32, 128, 32, 2, 4, 1, 2, MmaEngine::kWgmmaTma>;
+// TMA feed, fused op: warp-specialised (a producer warpgroup beside the consumer), BK 16 x
+// 5 stages (89 KB), two blocks per SM. Fused op at the benchmark shape, H200, 2026-12-03
+// (bench, median of 30, same call, twice): this 182.3 / 181.9 us | bk16 s4 184.0 / 184.7 |
+// bk8 s8 205.4 | the classic kernel (the cp.async entry's shape, bk32 s2) 194.9 / 195.0;
+// an earlier call: warp-specialised bk32 s2 203.9 / 204.2.
+using GemmTF32WgmmaTma = ImplicitGemmPolicy<4, 32, 128, 16, 5, 4, 1, 2, MmaEngine::kWgmmaTma>;
+template <>
+constexpr bool kWarpSpecialized<GemmTF32WgmmaTma> = true;
 // TF32, C_out <= 64 (e.g. the benchmark's first version, C_out = 16): 256 x 32 tiles.
 using GemmTF32Narrow = ImplicitGemmPolicy<8, 32, 32, 16, 4, 8, 1>;
 // FP32 (3xTF32): warp tiles of 32 x 32, since the split operands and the per-stage

@@ -471,8 +471,8 @@ TEST(TuningTable, PostOpFits4090) {
 template <typename P>
 void expect_gemm_fits_4090(const char* name, MathMode math, EpilogueKind epi) {
   SCOPED_TRACE(name);
-  EXPECT_LE(mainloop_smem_bytes<P>(math) + epilogue_smem_bytes<P>(epi), k4090SmemPerBlock);
-  EXPECT_LE(P::kThreads, 1024);
+  EXPECT_LE(gemm_smem_bytes<P>(math, epi), k4090SmemPerBlock);
+  EXPECT_LE(block_threads<P>(), 1024);
   EXPECT_EQ(P::BM % 32, 0);
 }
 
