@@ -370,12 +370,13 @@ struct Mainloop {
   }
 
   __device__ void issue_tma(const TmaPlan& tp) const {
-    if (threadIdx.x == 0 && tp.active) tma_copy(tp);
+    if (threadIdx.x != 0 || !tp.active) return;
+    shifts[tp.stage] = tp.shift;  // read after the barrier that follows this stage's wait
+    tma_copy(tp);
   }
   // The copies themselves, by the calling thread.
   __device__ void tma_copy(const TmaPlan& tp) const {
     uint64_t* bar = bars + tp.stage;
-    shifts[tp.stage] = tp.shift;  // read after the barrier that follows this stage's wait
     ptx::mbarrier_arrive_expect_tx(bar, kTmaStageBytes);
 #pragma unroll
     for (int b = 0; b < P::MH / 2; ++b)
@@ -428,12 +429,13 @@ struct Mainloop {
   }
 
   // acc += the stage's A x B for this warp's tile, issuing the next stage's copies
-  // (`lp`) in between.
+  // (`lp`) in between. TMA feed: the stage's column shift is `shift`, or, if negative,
+  // what issue_tma left in shared memory.
   template <typename Plan>
-  __device__ void mma(int stage, const AccLayout<P>& L, Accumulators<P>& acc, const Plan& lp) const {
+  __device__ void mma(int stage, const AccLayout<P>& L, Accumulators<P>& acc, const Plan& lp, int shift = -1) const {
     if constexpr (kMath == MathMode::kTF32) {
       if constexpr (P::kWgmma)
-        wgmma_stage(stage, L, acc, lp);
+        wgmma_stage(stage, L, acc, lp, shift);
       else
         mma_stage(stage, L, acc, lp);
     } else {
@@ -506,7 +508,8 @@ struct Mainloop {
   // below); otherwise (FP32, whose per-stage part is read right after) the stage is
   // drained before returning.
   template <typename Plan>
-  __device__ void wgmma_stage(int stage, const AccLayout<P>& L, Accumulators<P>& acc, const Plan& lp) const {
+  __device__ void wgmma_stage(int stage, const AccLayout<P>& L, Accumulators<P>& acc, const Plan& lp,
+                              int shift = -1) const {
     constexpr int MI = AccLayout<P>::MI;
     using PW = PackedWeights<P>;
     // Where this thread's fragment values (m-subtile i, k = t) sit:
@@ -522,7 +525,7 @@ struct Mainloop {
       if constexpr (P::kTma) {
         const int m = L.wm0 + 16 * i + L.g, row = m / P::MW;
         a_frag[i] = stage_a(stage) + (row / 2) * kBoxFloats + L.t * kRowK + (row % 2) * P::kTmaBoxW + m % P::MW +
-                    shifts[stage];
+                    (shift >= 0 ? shift : shifts[stage]);
       } else {
         a_frag[i] = stage_a(stage) + L.t * P::A_STRIDE + ((L.wm0 + 16 * i + 2 * L.g) ^ (8 * L.t));
       }
@@ -739,7 +742,6 @@ __device__ __forceinline__ void convt_implicit_gemm_warp_specialized(const ConvT
   float* stages_end = smem + P::STAGES * stage_floats<P>(kMath);
   uint64_t* full = reinterpret_cast<uint64_t*>(stages_end);
   uint64_t* empty = full + P::STAGES;
-  int* shifts = reinterpret_cast<int*>(empty + P::STAGES);
   auto& ep_shared = *reinterpret_cast<typename Epilogue::Shared*>(reinterpret_cast<char*>(stages_end) +
                                                                   tma_control_bytes<P>());
   constexpr int kConsumerWarps = P::kThreads / 32;
@@ -762,7 +764,7 @@ __device__ __forceinline__ void convt_implicit_gemm_warp_specialized(const ConvT
     if (threadIdx.x != P::kThreads) return;
     for (int64_t tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
       const auto [n, tile_h, tile_w] = args.block_tile(tile);
-      const ML ml{g, args.op, smem, smem_u32, n, tile_h * P::MH, tile_w * P::MW, x_map, full, shifts};
+      const ML ml{g, args.op, smem, smem_u32, n, tile_h * P::MH, tile_w * P::MW, x_map, full, nullptr};
       for (KStep s = walk.first_from(GemmTile{0, 0, 0}); walk.valid(s); walk.advance(s)) {
         ptx::mbarrier_wait(empty + stage, parity ^ 1);  // a fresh barrier counts as emptied
         ml.tma_copy(ml.tma_plan(s, true, stage));
@@ -785,8 +787,11 @@ __device__ __forceinline__ void convt_implicit_gemm_warp_specialized(const ConvT
   };
   for (int64_t tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
     const auto [n, tile_h, tile_w] = args.block_tile(tile);
-    const ML ml{g, args.op, smem, smem_u32, n, tile_h * P::MH, tile_w * P::MW, x_map, full, shifts};
+    const ML ml{g, args.op, smem, smem_u32, n, tile_h * P::MH, tile_w * P::MW, x_map, full, nullptr};
     Epilogue epi(ep, ep_shared, args, n, tile_h, tile_w, grp);
+    // The consumer walks the k-steps too, for each stage's column shift: no shared-memory
+    // word passes from producer to consumer outside the TMA's own writes.
+    KStep ks = walk.first_from(GemmTile{0, 0, 0});
     GemmTile gt{0, 0, 0};
     do {
       const int ksteps = walk.phases.taps(gt.rho_h, gt.rho_w).count() * walk.chunks;
@@ -795,7 +800,8 @@ __device__ __forceinline__ void convt_implicit_gemm_warp_specialized(const ConvT
       int before = -1;  // the stage of the k-step before, released once its wgmmas are done
       for (int k = 0; k < ksteps; ++k) {
         ptx::mbarrier_wait(full + stage, parity);
-        ml.mma(stage, L, acc, no_copies);  // waits for all but its own first wgmma group
+        ml.mma(stage, L, acc, no_copies, ml.tma_plan(ks, true, stage).shift);  // waits for all but its first wgmma group
+        walk.advance(ks);
         if (before >= 0) release(before);
         before = stage;
         if (++stage == P::STAGES) { stage = 0; parity ^= 1; }

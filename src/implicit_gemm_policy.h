@@ -85,12 +85,12 @@ constexpr int block_threads() {
   return kWarpSpecialized<P> ? P::kThreads + kProducerThreads : P::kThreads;
 }
 
-// The TMA pipeline's per-stage mbarrier(s) (full; and empty when warp-specialised) and column
-// shift follow the stages; the stages start on a 128-byte boundary, as TMA destinations
-// must (up to 128 bytes of padding).
+// The TMA pipeline's per-stage mbarriers (full; and empty when warp-specialised) and
+// column shift follow the stages; the stages start on a 128-byte boundary, as TMA
+// destinations must (up to 128 bytes of padding).
 template <typename P>
 constexpr size_t tma_control_bytes() {
-  return P::kTma ? 16 * (((kWarpSpecialized<P> ? 20 : 12) * P::STAGES + 15) / 16) : 0;
+  return P::kTma ? 16 * (((kWarpSpecialized<P> ? 16 : 12) * P::STAGES + 15) / 16) : 0;
 }
 template <typename P>
 constexpr size_t tma_barrier_bytes() {
