@@ -373,7 +373,8 @@ struct MinSumEpilogue {
     }
     reset_sums();
     // One barrier: the next column writes the other buffer, and the one after it comes
-    // after this next column's barrier (or after the block tile's closing barrier).
+    // after this next column's barrier (or after the block tile's closing barrier, which
+    // both kernels have).
     grp.sync();
     for (int c = grp.tid; c < P::MW; c += P::kThreads) {
       const int ow = (qw0 + c) * g.stride_w + rho_w;

@@ -810,6 +810,9 @@ __device__ __forceinline__ void convt_implicit_gemm_warp_specialized(const ConvT
       if (before >= 0) release(before);
       epi.consume(acc, L, gt);
     } while (walk.next_tile(gt));
+    // The next tile's epilogue reuses its shared memory: MinSumEpilogue's column buffers
+    // count on a barrier between block tiles, as the classic kernel's closing one.
+    grp.sync();
   }
 }
 
