@@ -87,6 +87,42 @@ Status pack_weights(const ConvTGeometry& g, const float* x, const float* weight,
 Status launch_convt_store(const ExactOperands& exact, const ConvTOperands& op, const NonfiniteWeightFlags& nonfinite,
                           float* y, MathMode math, const EngineChoice& engine, cudaStream_t stream);
 
+// The classic kernel: a block per tile (up to 65535 blocks, then each takes several).
+template <typename P, MathMode kMath, typename E>
+Status launch_classic(const ConvTArgs& a, const typename E::Params& ep, const EngineChoice& engine, size_t smem,
+                      int64_t tiles, cudaStream_t stream) {
+  auto kernel = convt_implicit_gemm_kernel<P, kMath, E>;
+  CTFUSE_RETURN_IF_ERROR(
+      cuda_status(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem))));
+  // Past 65535 tiles a block takes several (the kernel strides over tiles): the grid stays
+  // bounded, and the tile loop's carried state (pipeline, mbarrier phases) is exercised by
+  // any large problem, e.g. the N=4096 test (524288 tiles), not only by 2^31 of them.
+  constexpr int64_t kMaxBlocks = 65535;
+  const unsigned blocks = unsigned(tiles < kMaxBlocks ? tiles : kMaxBlocks);
+  kernel<<<blocks, P::kThreads, smem, stream>>>(a, ep, engine.x_map);
+  return launch_status();
+}
+
+// The warp-specialised kernel: persistent, as many blocks as fit on the GPU at once,
+// striding over the tiles.
+template <typename P, MathMode kMath, typename E>
+Status launch_warp_specialized(const ConvTArgs& a, const typename E::Params& ep, const EngineChoice& engine,
+                               size_t smem, int64_t tiles, cudaStream_t stream) {
+  auto kernel = convt_implicit_gemm_warp_specialized_kernel<P, kMath, E>;
+  CTFUSE_RETURN_IF_ERROR(
+      cuda_status(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem))));
+  int device = 0, sms = 0, per_sm = 0;
+  CTFUSE_RETURN_IF_ERROR(query_status(cudaGetDevice(&device)));
+  CTFUSE_RETURN_IF_ERROR(query_status(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device)));
+  CTFUSE_RETURN_IF_ERROR(
+      query_status(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, block_threads<P>(), smem)));
+  if (per_sm < 1) return unsupported("the warp-specialised kernel does not fit on an SM of this device");
+  const int64_t resident = int64_t(sms) * per_sm;
+  const unsigned blocks = unsigned(tiles < resident ? tiles : resident);
+  kernel<<<blocks, block_threads<P>(), smem, stream>>>(a, ep, engine.x_map);
+  return launch_status();
+}
+
 // Launches the mainloop with `Epi<P>`; *tiles_h receives the number of block rows.
 template <template <typename> class Epi, typename Config>
 Status launch_convt_gemm(Config, const ConvTGeometry& g, const ConvTOperands& op,
@@ -99,31 +135,10 @@ Status launch_convt_gemm(Config, const ConvTGeometry& g, const ConvTOperands& op
   static_assert(sizeof(typename E::Shared) == epilogue_smem_bytes<P>(E::kKind), "the table's smem count is exact");
   const size_t smem = gemm_smem_bytes<P>(Config::kMath, E::kKind);
   const int64_t tiles = int64_t(g.N) * a.tiles_h * a.tiles_w;
-  if constexpr (kWarpSpecialized<P>) {
-    // Persistent: as many blocks as fit on the GPU at once, striding over the tiles.
-    auto kernel = convt_implicit_gemm_warp_specialized_kernel<P, Config::kMath, E>;
-    CTFUSE_RETURN_IF_ERROR(
-        cuda_status(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem))));
-    int device = 0, sms = 0, per_sm = 0;
-    CTFUSE_RETURN_IF_ERROR(cuda_status(cudaGetDevice(&device)));
-    CTFUSE_RETURN_IF_ERROR(cuda_status(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device)));
-    CTFUSE_RETURN_IF_ERROR(
-        cuda_status(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, block_threads<P>(), smem)));
-    const int64_t resident = int64_t(sms) * (per_sm > 0 ? per_sm : 1);
-    const unsigned blocks = unsigned(tiles < resident ? tiles : resident);
-    kernel<<<blocks, block_threads<P>(), smem, stream>>>(a, ep, engine.x_map);
-    return launch_status();
-  }
-  auto kernel = convt_implicit_gemm_kernel<P, Config::kMath, E>;
-  CTFUSE_RETURN_IF_ERROR(
-      cuda_status(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem))));
-  // Past 65535 tiles a block takes several (the kernel strides over tiles): the grid stays
-  // bounded, and the tile loop's carried state (pipeline, mbarrier phases) is exercised by
-  // any large problem, e.g. the N=4096 test (524288 tiles), not only by 2^31 of them.
-  constexpr int64_t kMaxBlocks = 65535;
-  const unsigned blocks = unsigned(tiles < kMaxBlocks ? tiles : kMaxBlocks);
-  kernel<<<blocks, P::kThreads, smem, stream>>>(a, ep, engine.x_map);
-  return launch_status();
+  if constexpr (kWarpSpecialized<P>)
+    return launch_warp_specialized<P, Config::kMath, E>(a, ep, engine, smem, tiles, stream);
+  else
+    return launch_classic<P, Config::kMath, E>(a, ep, engine, smem, tiles, stream);
 }
 
 }  // namespace ctfuse

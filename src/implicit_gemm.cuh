@@ -126,7 +126,7 @@ struct ConvTOperands {
 };
 
 // ---- The threads that compute one tile ------------------------------------------------
-// The whole block (the classic kernel), or one consumer warpgroup of the ping-pong kernel,
+// The whole block (the classic kernel), or the consumer warpgroup of the warp-specialised kernel,
 // which meets at its own named barrier. Epilogues index and synchronise through this.
 struct ThreadGroup {
   int tid;      // thread index within the group
@@ -363,9 +363,12 @@ struct Mainloop {
   static constexpr int kBBlocks = kMath == MathMode::kFP32 ? 2 : 1;  // big, and small in FP32 mode
   static constexpr uint32_t kTmaStageBytes = sizeof(float) * (kAFloats + kBBlocks * kBFloats);
 
+  // The tap's first column relative to the 16-byte aligned column its boxes start at.
+  __device__ int tma_shift(const KStep& s) const { return (qw0 + s.diw) & 3; }
+
   __device__ TmaPlan tma_plan(const KStep& s, bool active, int stage) const {
     const int w = qw0 + s.diw;
-    return {w & ~3, qh0 + s.dih, s.chunk * P::BK, w & 3,
+    return {w & ~3, qh0 + s.dih, s.chunk * P::BK, tma_shift(s),
             op.w_big + PackedWeights<P>::block(g, s.kh, s.kw, s.chunk, s.t.n_tile) * kBFloats, stage, active};
   }
 
@@ -573,8 +576,9 @@ struct Mainloop {
       ptx::wgmma_commit();
       if constexpr (kDeferDrain) {
         // The stage before this one is free once its wgmmas are: all groups but the one
-        // just committed (the warpgroup is the whole block, and its loads of that stage
-        // came before this k-step's block barrier).
+        // just committed. Classic kernel: the warpgroup is the whole block, and its loads
+        // of that stage came before this k-step's block barrier; warp-specialised: the
+        // consumer releases that stage to the producer after this returns.
         if (k8 == 0) ptx::wgmma_wait<1>();
         issue_copies(k8);
       }
@@ -736,6 +740,9 @@ __device__ __forceinline__ void convt_implicit_gemm_warp_specialized(const ConvT
   static_assert(P::kTma && kMath == MathMode::kTF32 && P::kThreads == 128, "TF32, TMA, one consumer warpgroup");
   using ML = Mainloop<P, kMath, Epilogue::kHoldsRegisters>;
   static_assert(ML::kDeferDrain, "a consumer releases a stage once the k-step after it has waited for its wgmmas");
+  static_assert(kLaunchRegisters<P> >= kProducerRegisters && kConsumerRegisters<P> <= 256 &&
+                    kConsumerRegisters<P> % 8 == 0,
+                "setmaxnreg: counts of 24-256 in steps of 8, within the registers the block launched with");
   extern __shared__ float4 smem_f4[];
   float* smem = reinterpret_cast<float*>(smem_f4);
   smem += (128 - (ptx::smem_addr(smem) & 127)) % 128 / sizeof(float);
@@ -760,7 +767,7 @@ __device__ __forceinline__ void convt_implicit_gemm_warp_specialized(const ConvT
   uint32_t parity = 0;  // of the ring's current lap
 
   if (threadIdx.x >= P::kThreads) {  // the producer warpgroup: its first thread works
-    ptx::setmaxnreg_dec<kProducerRegisters>();
+    ptx::setmaxnreg_dec<kProducerRegisters>();  // (the launch count: kLaunchRegisters<P>)
     if (threadIdx.x != P::kThreads) return;
     for (int64_t tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
       const auto [n, tile_h, tile_w] = args.block_tile(tile);
@@ -774,10 +781,7 @@ __device__ __forceinline__ void convt_implicit_gemm_warp_specialized(const ConvT
     return;
   }
 
-  // What the producer gave up, for kMinBlocksPerSM blocks in the 64K registers of an SM
-  // (ptxas compiles the consumer's code for this count: two blocks per SM, 232).
-  ptx::setmaxnreg_inc<((65536 / P::kMinBlocksPerSM - kProducerRegisters * kProducerThreads) / P::kThreads) / 8 *
-                      8>();
+  ptx::setmaxnreg_inc<kConsumerRegisters<P>>();  // what the producer gave up
   const ThreadGroup grp{int(threadIdx.x), 1, P::kThreads};  // named barrier 1: the consumer only
   const AccLayout<P> L(grp.warp(), grp.lane());
   const typename ML::TmaPlan no_copies{};  // the consumer issues none
@@ -800,7 +804,7 @@ __device__ __forceinline__ void convt_implicit_gemm_warp_specialized(const ConvT
       int before = -1;  // the stage of the k-step before, released once its wgmmas are done
       for (int k = 0; k < ksteps; ++k) {
         ptx::mbarrier_wait(full + stage, parity);
-        ml.mma(stage, L, acc, no_copies, ml.tma_plan(ks, true, stage).shift);  // waits for all but its first wgmma group
+        ml.mma(stage, L, acc, no_copies, ml.tma_shift(ks));  // waits for all but its first wgmma group
         walk.advance(ks);
         if (before >= 0) release(before);
         before = stage;

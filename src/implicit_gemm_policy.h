@@ -84,10 +84,18 @@ template <typename P>
 constexpr int block_threads() {
   return kWarpSpecialized<P> ? P::kThreads + kProducerThreads : P::kThreads;
 }
+// Registers a thread: at launch (kMinBlocksPerSM blocks in an SM's 64K, in steps of 8),
+// and the consumer's after the producer has handed over all but kProducerRegisters of
+// its own (ptxas compiles the consumer's code for that count: 232 at two blocks per SM).
+template <typename P>
+constexpr int kLaunchRegisters = (65536 / (P::kMinBlocksPerSM * block_threads<P>())) / 8 * 8;
+template <typename P>
+constexpr int kConsumerRegisters =
+    (kLaunchRegisters<P> + (kLaunchRegisters<P> - kProducerRegisters) * kProducerThreads / P::kThreads) / 8 * 8;
 
-// The TMA pipeline's per-stage mbarriers (full; and empty when warp-specialised) and
-// column shift follow the stages; the stages start on a 128-byte boundary, as TMA
-// destinations must (up to 128 bytes of padding).
+// The TMA pipeline's per-stage mbarriers (full; and empty when warp-specialised) and, in
+// the classic kernel, its column shifts follow the stages; the stages start on a 128-byte
+// boundary, as TMA destinations must (up to 128 bytes of padding).
 template <typename P>
 constexpr size_t tma_control_bytes() {
   return P::kTma ? 16 * (((kWarpSpecialized<P> ? 16 : 12) * P::STAGES + 15) / 16) : 0;

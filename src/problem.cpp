@@ -99,22 +99,18 @@ Status check_device_context(cudaStream_t stream, std::initializer_list<DevicePoi
       "a CUDA error from earlier work was pending on entry (see cudaGetLastError); nothing was queued";
   const cudaError_t pending = cudaPeekAtLastError();
   if (pending != cudaSuccess) return Status{StatusCode::kCudaError, kPending, pending};
-  // Our own queries' errors are consumed: they are reported here, not left for the caller.
-  auto query_failed = [](cudaError_t e) {
-    cudaGetLastError();
-    return cuda_status(e);
-  };
+  // Our own queries' errors are consumed (query_status): reported here, not left pending.
   int device = 0;
-  if (const cudaError_t e = cudaGetDevice(&device); e != cudaSuccess) return query_failed(e);
+  if (const cudaError_t e = cudaGetDevice(&device); e != cudaSuccess) return query_status(e);
   if (stream != nullptr && stream != cudaStreamLegacy && stream != cudaStreamPerThread) {
     cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
-    if (const cudaError_t e = cudaStreamIsCapturing(stream, &capture); e != cudaSuccess) return query_failed(e);
+    if (const cudaError_t e = cudaStreamIsCapturing(stream, &capture); e != cudaSuccess) return query_status(e);
     // cudaStreamGetDevice is not permitted on a capturing stream (it would invalidate the
     // capture); a captured graph is checked when it is instantiated and launched.
 #if CUDART_VERSION >= 12080  // cudaStreamGetDevice
     if (capture == cudaStreamCaptureStatusNone) {
       int stream_device = 0;
-      if (const cudaError_t e = cudaStreamGetDevice(stream, &stream_device); e != cudaSuccess) return query_failed(e);
+      if (const cudaError_t e = cudaStreamGetDevice(stream, &stream_device); e != cudaSuccess) return query_status(e);
       if (stream_device != device) return invalid("stream belongs to another device than the current one");
     }
 #endif
@@ -123,7 +119,7 @@ Status check_device_context(cudaStream_t stream, std::initializer_list<DevicePoi
   for (const DevicePointer& p : pointers) {
     if (!p.ptr) continue;
     cudaPointerAttributes a{};
-    if (const cudaError_t e = cudaPointerGetAttributes(&a, p.ptr); e != cudaSuccess) return query_failed(e);
+    if (const cudaError_t e = cudaPointerGetAttributes(&a, p.ptr); e != cudaSuccess) return query_status(e);
     // Registered host memory is reachable at the same address only where the device may
     // use host pointers for it (devicePointer == ptr); elsewhere the kernels would need
     // devicePointer, which the caller should pass instead. Device memory of another device
@@ -134,7 +130,7 @@ Status check_device_context(cudaStream_t stream, std::initializer_list<DevicePoi
     if (pageable_ok < 0) {
       if (const cudaError_t e = cudaDeviceGetAttribute(&pageable_ok, cudaDevAttrPageableMemoryAccess, device);
           e != cudaSuccess)
-        return query_failed(e);
+        return query_status(e);
     }
     if (!pageable_ok) return invalid(p.host_memory_message);
   }

@@ -20,6 +20,14 @@ inline Status cuda_status(cudaError_t err) {
   return Status{StatusCode::kCudaError, cudaGetErrorString(err), err};
 }
 
+// For our own queries (device, attributes, occupancy): a failure is reported in the
+// Status and consumed, not left pending for the caller's next CUDA call.
+inline Status query_status(cudaError_t err) {
+  if (err == cudaSuccess) return ok_status();
+  cudaGetLastError();
+  return cuda_status(err);
+}
+
 // Checks a launch without synchronising: configuration errors surface here,
 // asynchronous faults at the caller's next synchronisation.
 inline Status launch_status() { return cuda_status(cudaGetLastError()); }
