@@ -215,6 +215,29 @@ TEST(ForwardFused, FiniteWeightsUseTheTensorCores) {
   }
 }
 
+// The Hopper fused kernel is persistent: a block strides over tiles, carrying its stage
+// ring, mbarrier phases and epilogue buffers from one tile to the next. The problems above
+// have fewer tiles than an H100/H200 holds blocks (264), so each block takes one. These
+// take several per block, on the TMA feed (W_in % 4 == 0, C_out > 64), for stride 1 (one
+// column buffer reused by every column), stride 3 and stride > kernel (phases without
+// taps), each against the float64 reference.
+TEST(ForwardFused, PersistentBlocksTakeManyTiles) {
+  CTFUSE_REQUIRE_GPU();
+  const ConvTranspose2dParams problems[] = {
+      testing::make_params(48, 4, 72, 32, 64, 3, 3, 1, 1, 1, 1, 0, 0, 1, 1),   // 768 tiles
+      testing::make_params(200, 4, 72, 12, 24, 3, 3, 3, 3, 1, 1, 2, 2, 1, 1),  // 600 tiles
+      testing::make_params(100, 5, 80, 8, 32, 2, 2, 4, 4, 0, 0, 3, 3, 1, 1),   // 600 tiles, empty phases
+  };
+  for (const ConvTranspose2dParams& p : problems) {
+    SCOPED_TRACE(testing::describe(p));
+    const char* engine = nullptr;
+    ASSERT_TRUE(mainloop_in_use(p, MathMode::kTF32, MainloopKind::kAuto, &engine).ok());
+    SCOPED_TRACE(std::string("mainloop ") + engine);
+    const testing::ProblemData d = testing::make_data(p, 1, testing::test_seed() ^ 0x9e55, true);
+    check_forward(p, d, {MathMode::kTF32, GeluMode::kErf, Path::kFused});
+  }
+}
+
 TEST(ForwardFused, NaNPayloadsSurviveTf32Rounding) {
   CTFUSE_REQUIRE_GPU();
   const ConvTranspose2dParams p = testing::make_params(1, 16, 128, 6, 16, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1);
