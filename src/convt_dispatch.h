@@ -134,7 +134,7 @@ Status launch_convt_gemm(Config, const ConvTGeometry& g, const ConvTOperands& op
   if (tiles_h) *tiles_h = a.tiles_h;
   static_assert(sizeof(typename E::Shared) == epilogue_smem_bytes<P>(E::kKind), "the table's smem count is exact");
   const size_t smem = gemm_smem_bytes<P>(Config::kMath, E::kKind);
-  const int64_t tiles = int64_t(g.N) * a.tiles_h * a.tiles_w;
+  const int64_t tiles = a.tiles();
   if constexpr (kWarpSpecialized<P>)
     return launch_warp_specialized<P, Config::kMath, E>(a, ep, engine, smem, tiles, stream);
   else

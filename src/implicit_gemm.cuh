@@ -645,6 +645,8 @@ struct ConvTArgs {
   struct BlockTile {
     int n, tile_h, tile_w;
   };
+  // Block tiles in all: N images x tiles_h x tiles_w.
+  __host__ __device__ int64_t tiles() const { return int64_t(g.N) * tiles_h * tiles_w; }
   // Block tile number `tile` (0 .. N * tiles_h * tiles_w), image-major.
   __device__ BlockTile block_tile(int64_t tile) const {
     return {int(tile / (int64_t(tiles_w) * tiles_h)), int((tile / tiles_w) % tiles_h), int(tile % tiles_w)};
@@ -683,7 +685,7 @@ __device__ __forceinline__ void convt_implicit_gemm(const ConvTArgs& args, const
   const AccLayout<P> L(threadIdx.x / 32, threadIdx.x % 32);
   const TileWalk<Epilogue::kKind> walk{&g, PackedWeights<P>::n_tiles(g), PackedWeights<P>::chunks(g),
                                        PackedWeights<P>::phase_table(args.op.w_big, g)};
-  const int64_t tiles = int64_t(g.N) * args.tiles_h * args.tiles_w;
+  const int64_t tiles = args.tiles();
 
   for (int64_t tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
     const auto [n, tile_h, tile_w] = args.block_tile(tile);
@@ -762,7 +764,7 @@ __device__ __forceinline__ void convt_implicit_gemm_warp_specialized(const ConvT
   const ConvTGeometry& g = args.g;
   const TileWalk<Epilogue::kKind> walk{&g, PackedWeights<P>::n_tiles(g), PackedWeights<P>::chunks(g),
                                        PackedWeights<P>::phase_table(args.op.w_big, g)};
-  const int64_t tiles = int64_t(g.N) * args.tiles_h * args.tiles_w;
+  const int64_t tiles = args.tiles();
   int stage = 0;
   uint32_t parity = 0;  // of the ring's current lap
 
