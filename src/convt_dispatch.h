@@ -52,7 +52,10 @@ decltype(auto) with_gemm_config(const ConvTGeometry& g, MathMode math, MmaEngine
     return f(GemmConfig<typename T::FP32Wide, kFP32>{});
   }
   if (narrow) return f(GemmConfig<typename T::TF32Narrow, kTF32>{});
-  if (engine == MmaEngine::kWgmmaTma) return f(GemmConfig<typename T::TF32WgmmaTma, kTF32>{});
+  if (engine == MmaEngine::kWgmmaTma) {
+    if (g.stride_w == 2) return f(GemmConfig<typename T::TF32WgmmaTmaPairs, kTF32>{});
+    return f(GemmConfig<typename T::TF32WgmmaTma, kTF32>{});
+  }
   if (engine == MmaEngine::kWgmma) return f(GemmConfig<typename T::TF32Wgmma, kTF32>{});
   return f(GemmConfig<typename T::TF32Wide, kTF32>{});
 }

@@ -25,6 +25,7 @@ struct ConvTGeometry {
   int tap_step_h, tap_step_w;  // stride / gcd(stride, dilation): spacing of a phase's taps
   int dih_step, diw_step;      // dilation / gcd(stride, dilation): input shift per tap step
   int QH, QW;                  // phase-grid extent: ceil(H_out / s_h), ceil(W_out / s_w)
+  int w_pairs;                 // stride_w = 2: entries of the column-pair table (w_pair_entry), else 0
 };
 
 // The taps of one phase along both dimensions.
@@ -55,28 +56,59 @@ __host__ __device__ inline void phase_taps_1d(int rho, int pad, int dil, int str
 }
 }  // namespace detail
 
+// stride_w = 2, column-phase pairs (ImplicitGemmPolicy::kPhasePairs): output columns 2q
+// and 2q + 1 read input columns q + d, for d over the offsets of both column phases'
+// taps. Entry u of that union, walked from the largest d down: {d, the rho_w = 0 tap
+// kw at d or -1, the rho_w = 1 tap at d or -1, 0}. With `count`, returns the number of
+// entries there instead (u is then ignored).
+__host__ __device__ inline int4 w_pair_entry(const ConvTGeometry& g, int u, int* count = nullptr) {
+  int k0[2], n[2], d0[2], i[2] = {0, 0};
+  for (int r = 0; r < 2; ++r) detail::phase_taps_1d(r, g.pad_w, g.dil_w, 2, g.kernel_w, g.tap_step_w, &k0[r], &n[r], &d0[r]);
+  // Both phases' offsets fall by diw_step per tap: merge the two descending runs.
+  int found = 0;
+  while (i[0] < n[0] || i[1] < n[1]) {
+    const int da = d0[0] - i[0] * g.diw_step, db = d0[1] - i[1] * g.diw_step;
+    const int d = i[0] < n[0] && (i[1] >= n[1] || da >= db) ? da : db;
+    int kw[2];
+    for (int r = 0; r < 2; ++r) {
+      const bool here = i[r] < n[r] && d0[r] - i[r] * g.diw_step == d;
+      kw[r] = here ? k0[r] + i[r] * g.tap_step_w : -1;
+      i[r] += here;
+    }
+    if (!count && found == u) return int4{d, kw[0], kw[1], 0};
+    ++found;
+  }
+  if (count) *count = found;
+  return int4{0, -1, -1, 0};
+}
+
 // One table entry per residue: stride_h entries for h, then stride_w for w, each
-// {first tap, tap count, input offset of the first tap, 0}.
+// {first tap, tap count, input offset of the first tap, 0}; then the w_pairs entries of
+// w_pair_entry.
 __host__ __device__ inline int4 phase_table_entry(const ConvTGeometry& g, int e) {
   int4 v{0, 0, 0, 0};
   if (e < g.stride_h)
     detail::phase_taps_1d(e, g.pad_h, g.dil_h, g.stride_h, g.kernel_h, g.tap_step_h, &v.x, &v.y, &v.z);
-  else
+  else if (e < g.stride_h + g.stride_w)
     detail::phase_taps_1d(e - g.stride_h, g.pad_w, g.dil_w, g.stride_w, g.kernel_w, g.tap_step_w, &v.x, &v.y, &v.z);
+  else
+    v = w_pair_entry(g, e - g.stride_h - g.stride_w);
   return v;
 }
+__host__ __device__ inline int phase_table_entries(const ConvTGeometry& g) { return g.stride_h + g.stride_w + g.w_pairs; }
 
 // phase_taps() loops and divides by the stride: in a kernel, at every GEMM-tile change,
 // that is a chain of integer divisions in the gap between two tiles' tensor work. The
 // kernels look the taps up instead, in a table written once per call by the weight
 // packing (phase_table_entry, after the packed weights).
 struct PhaseTable {
-  const int4* entries;  // stride_h + stride_w entries
-  int stride_h;
+  const int4* entries;  // phase_table_entries(g) entries
+  int stride_h, stride_w;
   __device__ PhaseTaps taps(int rho_h, int rho_w) const {
     const int4 h = __ldg(entries + rho_h), w = __ldg(entries + stride_h + rho_w);
     return PhaseTaps{rho_h, rho_w, h.x, h.y, w.x, w.y, h.z, w.z};
   }
+  __device__ int4 w_pair(int u) const { return __ldg(entries + stride_h + stride_w + u); }
 };
 
 __host__ __device__ inline PhaseTaps phase_taps(const ConvTGeometry& g, int rho_h, int rho_w) {

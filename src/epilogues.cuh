@@ -32,7 +32,7 @@ __device__ __forceinline__ void start_accumulators(Accumulators<P>& acc, const A
     for (int j = 0; j < AccLayout<P>::NJ; ++j)
 #pragma unroll
       for (int vc = 0; vc < 2; ++vc) {
-        const int co = n_tile * P::BN + L.channel(j, vc);
+        const int co = n_tile * P::BN + L.channel(j, vc) % P::BN;  // pairs: both halves, the same channels
         const float b = conv_bias && co < C_out ? __ldg(conv_bias + co) : 0.f;
 #pragma unroll
         for (int i = 0; i < AccLayout<P>::MI; ++i) acc[i][j][vc] = acc[i][j][2 + vc] = b;
@@ -53,6 +53,8 @@ __device__ __forceinline__ void start_accumulators(Accumulators<P>& acc, const A
 // registers: a thread holds a channel's pixels in pairs (mma.sync: pixels 2g, 2g + 1, so
 // 16 bytes of y) or singly (TMA-fed wgmma: 8 bytes), and a warp's store covers whole
 // sectors.
+// Column-phase pairs (P::kPhasePairs, stride_w = 2): the GEMM tile holds both phases, so
+// the pair is stored straight from registers, nothing parked (store_phase_pairs).
 // Other strides: each warp transposes its tile through shared memory, one n-subtile (8
 // channels) at a time, so that a store instruction writes consecutive pixels of one
 // phase row instead of 8 pixels x 4 channels (stride 1: whole y rows).
@@ -76,7 +78,7 @@ struct StoreEpilogue {
   struct SharedWithParking : SharedNoParking {
     float4 parked[P::WARPS_M * P::WARPS_N][MI][NJ][32];  // stride_w = 2: the rho_w = 0 fragments
   };
-  using Shared = std::conditional_t<kParkInRegisters, SharedNoParking, SharedWithParking>;
+  using Shared = std::conditional_t<kParkInRegisters || P::kPhasePairs, SharedNoParking, SharedWithParking>;
   // The transposed store covers kLanesPerRow pixels of a phase row x 32 / kLanesPerRow channels.
   static constexpr int kLanesPerRow = P::WM < 32 ? P::WM : 32;
   static constexpr int kChannelGroups = 32 / kLanesPerRow;
@@ -105,7 +107,9 @@ struct StoreEpilogue {
   }
 
   __device__ void consume(const Accumulators<P>& acc, const AccLayout<P>& L, GemmTile gt) {
-    if (!paired)
+    if constexpr (P::kPhasePairs)
+      store_phase_pairs(acc, L, gt);
+    else if (!paired)
       store_transposed(acc, L, gt);
     else if (gt.rho_w == 0)
       park(acc, L);
@@ -191,6 +195,39 @@ struct StoreEpilogue {
         }
       }
     }
+  }
+
+  // Pairs: accumulator column j < BN is channel j at ow = 2q, column BN + j the same
+  // channel at 2q + 1; a warp's store instruction covers 8 pairs (64 bytes) of 4 channels.
+  __device__ void store_phase_pairs(const Accumulators<P>& acc, const AccLayout<P>& L, GemmTile gt) {
+    constexpr int kHalf = NJ / 2;
+    const int64_t plane = int64_t(g.H_out) * g.W_out;
+    float* y_n = p.y + int64_t(n) * g.C_out * plane;
+#pragma unroll
+    for (int j = 0; j < kHalf; ++j)
+#pragma unroll
+      for (int vc = 0; vc < 2; ++vc) {
+        const int co = gt.n_tile * P::BN + L.channel(j, vc);
+        if (co >= g.C_out) continue;
+        const float b = bias(co);
+#pragma unroll
+        for (int i = 0; i < MI; ++i)
+#pragma unroll
+          for (int vr = 0; vr < 2; ++vr) {
+            const int v = 2 * vr + vc, m = L.pixel(i, v);
+            const int oh = (qh0 + m / P::MW) * g.stride_h + gt.rho_h;
+            const int ow = 2 * (qw0 + m % P::MW);
+            if (oh >= g.H_out || ow >= g.W_out) continue;
+            float* dst = y_n + co * plane + int64_t(oh) * g.W_out + ow;
+            const float even = plus_bias(acc[i][j][v], b), odd = plus_bias(acc[i][kHalf + j][v], b);
+            if (vector_ok) {
+              *reinterpret_cast<float2*>(dst) = make_float2(even, odd);
+            } else {
+              dst[0] = even;
+              if (ow + 1 < g.W_out) dst[1] = odd;
+            }
+          }
+      }
   }
 
   __device__ void store_transposed(const Accumulators<P>& acc, const AccLayout<P>& L, GemmTile gt) {

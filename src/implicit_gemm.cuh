@@ -47,6 +47,9 @@ namespace ctfuse {
 
 // ---- B: the packed weights -----------------------------------------------------------
 // Blocks of BK x BN (zero-padded past C_in and C_out), indexed [kh][kw][chunk][n_tile].
+// Column-phase pairs (P::kPhasePairs): blocks of BK x 2 BN indexed [kh][u][chunk][n_tile],
+// u an entry of the pair table (w_pair_entry), columns [0, BN) the rho_w = 0 tap at its
+// offset and [BN, 2 BN) the rho_w = 1 tap (zero where a phase has none).
 // Inside a block, element (k, n) sits where its reader wants it:
 //  - mma.sync: where lane g*4+t of the warp reading n-subtiles (2np, 2np+1) finds it,
 //    [k/8][n/16][lane][(n/8)%2][k%8/4], so one 16-byte load fills two fragments;
@@ -55,29 +58,32 @@ namespace ctfuse {
 //    128 bytes apart along K and 256 along N (see Mainloop::wgmma_stage).
 template <typename P>
 struct PackedWeights {
-  static constexpr int kBlockFloats = P::BK * P::BN;
+  static constexpr int kBlockFloats = P::BK * P::kAccN;
   static constexpr uint32_t kWgmmaKStrideBytes = 128, kWgmmaNStrideBytes = 256;
-  static constexpr uint32_t kWgmmaK8Bytes = P::BN * 8 * sizeof(float);  // one k8 slice of a block
+  static constexpr uint32_t kWgmmaK8Bytes = P::kAccN * 8 * sizeof(float);  // one k8 slice of a block
+  static constexpr uint32_t kWgmmaHalfBytes = P::BN * 8 * sizeof(float);   // pairs: one phase's half of it
 
   __host__ __device__ static int chunks(const ConvTGeometry& g) { return (g.C_in + P::BK - 1) / P::BK; }
   __host__ __device__ static int n_tiles(const ConvTGeometry& g) { return (g.C_out + P::BN - 1) / P::BN; }
+  __host__ __device__ static int taps_w(const ConvTGeometry& g) { return P::kPhasePairs ? g.w_pairs : g.kernel_w; }
   __host__ __device__ static int64_t floats(const ConvTGeometry& g) {
-    return int64_t(g.kernel_h) * g.kernel_w * chunks(g) * n_tiles(g) * kBlockFloats;
+    return int64_t(g.kernel_h) * taps_w(g) * chunks(g) * n_tiles(g) * kBlockFloats;
   }
+  // kw: the tap, or for pairs the pair-table entry u.
   __host__ __device__ static int64_t block(const ConvTGeometry& g, int kh, int kw, int chunk, int n_tile) {
-    return ((int64_t(kh) * g.kernel_w + kw) * chunks(g) + chunk) * n_tiles(g) + n_tile;
+    return ((int64_t(kh) * taps_w(g) + kw) * chunks(g) + chunk) * n_tiles(g) + n_tile;
   }
   // The phase table (PhaseTable) follows the packed weights (pack_weights_kernel).
   __host__ __device__ static int64_t floats_with_phase_table(const ConvTGeometry& g) {
-    return floats(g) + 4 * int64_t(g.stride_h + g.stride_w);
+    return floats(g) + 4 * int64_t(phase_table_entries(g));
   }
   __host__ __device__ static PhaseTable phase_table(const float* packed, const ConvTGeometry& g) {
-    return PhaseTable{reinterpret_cast<const int4*>(packed + floats(g)), g.stride_h};
+    return PhaseTable{reinterpret_cast<const int4*>(packed + floats(g)), g.stride_h, g.stride_w};
   }
 
   __host__ __device__ static int offset_in_block(int k, int n) {
     if constexpr (P::kWgmma) {
-      return ((((k / 8) * (P::BN / 8) + n / 8) * 2 + (k % 8) / 4) * 8 + n % 8) * 4 + k % 4;
+      return ((((k / 8) * (P::kAccN / 8) + n / 8) * 2 + (k % 8) / 4) * 8 + n % 8) * 4 + k % 4;
     } else {
       const int lane = (n % 8) * 4 + k % 4;
       return (((k / 8) * (P::BN / 16) + n / 16) * 32 + lane) * 4 + ((n / 8) % 2) * 2 + (k % 8) / 4;
@@ -94,22 +100,28 @@ __global__ void pack_weights_kernel(ConvTGeometry g, const float* __restrict__ w
   using PW = PackedWeights<P>;
   const int64_t total = PW::floats(g);
   int4* table = reinterpret_cast<int4*>(big + total);
-  for (int e = blockIdx.x * blockDim.x + threadIdx.x; e < g.stride_h + g.stride_w; e += gridDim.x * blockDim.x)
+  for (int e = blockIdx.x * blockDim.x + threadIdx.x; e < phase_table_entries(g); e += gridDim.x * blockDim.x)
     table[e] = phase_table_entry(g, e);
   int saw_nonfinite = 0;
   for (int64_t e = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; e < total; e += int64_t(gridDim.x) * blockDim.x) {
     int64_t b = e / PW::kBlockFloats;
     const int r = int(e % PW::kBlockFloats);
-    const int k = r / P::BN, n = r % P::BN;
+    const int k = r / P::kAccN, n = r % P::kAccN;
     const int64_t dst = b * PW::kBlockFloats + PW::offset_in_block(k, n);
     const int n_tile = int(b % PW::n_tiles(g));
     b /= PW::n_tiles(g);
     const int chunk = int(b % PW::chunks(g));
     b /= PW::chunks(g);
-    const int kw = int(b % g.kernel_w), kh = int(b / g.kernel_w);
-    const int ci = chunk * P::BK + k, co = n_tile * P::BN + n;
+    int kw = int(b % PW::taps_w(g));
+    const int kh = int(b / PW::taps_w(g));
+    if constexpr (P::kPhasePairs) {  // b's u -> the tap of column n's phase
+      const int4 pair = w_pair_entry(g, kw);
+      kw = n < P::BN ? pair.y : pair.z;
+    }
+    const int ci = chunk * P::BK + k, co = n_tile * P::BN + n % P::BN;
     float v = 0.f;
-    if (ci < g.C_in && co < g.C_out) v = w[((int64_t(ci) * g.C_out + co) * g.kernel_h + kh) * g.kernel_w + kw];
+    if (ci < g.C_in && co < g.C_out && kw >= 0)
+      v = w[((int64_t(ci) * g.C_out + co) * g.kernel_h + kh) * g.kernel_w + kw];
     const float hi = __uint_as_float(ptx::tf32_round(v));
     saw_nonfinite |= !isfinite(hi);  // also a finite weight that rounds up to inf
     big[dst] = hi;
@@ -183,17 +195,27 @@ struct KStep {
   bool done;  // past the last GEMM tile
   int ti, tj, chunk;
   PhaseTaps taps;
-  int kh, kw, dih, diw;  // the current tap and its input offset
+  int kh, kw, dih, diw;  // the current tap (pairs: kw is the pair-table entry) and its input offset
+  int halves;            // pairs: bit r set if column phase rho_w = r has a tap here; else 3
 };
 
 // Shared by producer and consumer, so they cannot disagree. No divisions: GEMM tiles and
 // taps advance by counters, taps by a fixed kernel step and input shift (see
-// convt_geometry.cuh).
-template <EpilogueKind kOrder>
+// convt_geometry.cuh). Column-phase pairs (kPairs): a GEMM tile covers both column
+// phases (its rho_w is 0), and its column taps are the pair table's entries.
+template <EpilogueKind kOrder, bool kPairs = false>
 struct TileWalk {
   const ConvTGeometry* g;
   int n_tiles, chunks;
   PhaseTable phases;
+
+  __device__ PhaseTaps taps(GemmTile t) const {
+    PhaseTaps p = phases.taps(t.rho_h, t.rho_w);
+    if constexpr (kPairs) p.nw = g->w_pairs;
+    return p;
+  }
+  // The k-steps of GEMM tile t.
+  __device__ int ksteps(GemmTile t) const { return taps(t).count() * chunks; }
 
   // The GEMM tile after `t` in the walk order; false after the last one.
   __device__ bool next_tile(GemmTile& t) const {
@@ -204,7 +226,7 @@ struct TileWalk {
       t.rho_h = 0;
       return ++t.rho_w < g->stride_w;
     } else {
-      if (++t.rho_w < g->stride_w) return true;
+      if (!kPairs && ++t.rho_w < g->stride_w) return true;
       t.rho_w = 0;
       if (++t.n_tile < n_tiles) return true;
       t.n_tile = 0;
@@ -218,9 +240,10 @@ struct TileWalk {
     KStep s{};
     s.t = t;
     do {
-      s.taps = phases.taps(s.t.rho_h, s.t.rho_w);
+      s.taps = taps(s.t);
       if (s.taps.count() > 0) {
-        s.kh = s.taps.kh0; s.kw = s.taps.kw0; s.dih = s.taps.dih0; s.diw = s.taps.diw0;
+        s.kh = s.taps.kh0; s.dih = s.taps.dih0;
+        first_column_tap(s);
         return s;
       }
     } while (next_tile(s.t));
@@ -228,11 +251,31 @@ struct TileWalk {
     return s;
   }
 
+  __device__ void first_column_tap(KStep& s) const {
+    if constexpr (kPairs) {
+      column_pair(s);
+    } else {
+      s.kw = s.taps.kw0; s.diw = s.taps.diw0; s.halves = 3;
+    }
+  }
+  __device__ void column_pair(KStep& s) const {  // pairs: entry s.tj of the table
+    const int4 e = phases.w_pair(s.tj);
+    s.kw = s.tj; s.diw = e.x; s.halves = (e.y >= 0 ? 1 : 0) | (e.z >= 0 ? 2 : 0);
+  }
+
   __device__ void advance(KStep& s) const {
     if (++s.chunk < chunks) return;
     s.chunk = 0;
-    if (++s.tj < s.taps.nw) { s.kw += g->tap_step_w; s.diw -= g->diw_step; return; }
-    s.tj = 0; s.kw = s.taps.kw0; s.diw = s.taps.diw0;
+    if (++s.tj < s.taps.nw) {
+      if constexpr (kPairs)
+        column_pair(s);
+      else {
+        s.kw += g->tap_step_w; s.diw -= g->diw_step;
+      }
+      return;
+    }
+    s.tj = 0;
+    first_column_tap(s);
     if (++s.ti < s.taps.nh) { s.kh += g->tap_step_h; s.dih -= g->dih_step; return; }
     GemmTile t = s.t;
     if (next_tile(t))
@@ -256,7 +299,8 @@ struct Mainloop {
   // accumulators. H200, 2026-12-02, same call: convt_tf32 416.8 -> 402.8 us, fused_tf32
   // 248.3 -> 245.8. Not for the cp.async feed, whose copies are spread over the k8 steps
   // and then come later: fused_tf32 at W_in = 130 went 352.1 -> 369.4.
-  static constexpr bool kDeferDrain = P::kTma && kMath == MathMode::kTF32 && P::WARPS_M * P::WARPS_N == 4;
+  static constexpr bool kDeferDrain =
+      P::kTma && kMath == MathMode::kTF32 && (P::WARPS_M * P::WARPS_N == 4 || kWarpSpecialized<P>);
   // A copies: each thread owns kPixels pixels (one per pass) and the k rows k0 + r*kKStep.
   static constexpr int kPixelsPerPass = P::kThreads < P::BM ? P::kThreads : P::BM;
   static constexpr int kPasses = P::BM / kPixelsPerPass;
@@ -358,18 +402,21 @@ struct Mainloop {
     const float* b_src;
     int stage;
     bool active;
+    int halves;  // pairs: the column phases whose weights are copied (KStep::halves)
   };
   static constexpr int kBoxFloats = P::kTmaBoxW * 2 * P::BK;
   static constexpr int kBBlocks = kMath == MathMode::kFP32 ? 2 : 1;  // big, and small in FP32 mode
   static constexpr uint32_t kTmaStageBytes = sizeof(float) * (kAFloats + kBBlocks * kBFloats);
+  static constexpr uint32_t kTmaHalfBytes = PackedWeights<P>::kWgmmaHalfBytes;
 
   // The tap's first column relative to the 16-byte aligned column its boxes start at.
   __device__ int tma_shift(const KStep& s) const { return (qw0 + s.diw) & 3; }
 
   __device__ TmaPlan tma_plan(const KStep& s, bool active, int stage) const {
     const int w = qw0 + s.diw;
-    return {w & ~3, qh0 + s.dih, s.chunk * P::BK, tma_shift(s),
-            op.w_big + PackedWeights<P>::block(g, s.kh, s.kw, s.chunk, s.t.n_tile) * kBFloats, stage, active};
+    return {w & ~3,       qh0 + s.dih, s.chunk * P::BK, tma_shift(s),
+            op.w_big + PackedWeights<P>::block(g, s.kh, s.kw, s.chunk, s.t.n_tile) * kBFloats,
+            stage, active, s.halves};
   }
 
   __device__ void issue_tma(const TmaPlan& tp) const {
@@ -380,6 +427,23 @@ struct Mainloop {
   // The copies themselves, by the calling thread.
   __device__ void tma_copy(const TmaPlan& tp) const {
     uint64_t* bar = bars + tp.stage;
+    if constexpr (P::kPhasePairs) {
+      if (tp.halves != 3) {  // one column phase's taps only: its half of each k8 slice
+        ptx::mbarrier_arrive_expect_tx(bar, sizeof(float) * kAFloats + kTmaHalfBytes * (P::BK / 8));
+        const int half = tp.halves == 1 ? 0 : P::BN * 8;
+#pragma unroll
+        for (int k8 = 0; k8 < P::BK / 8; ++k8)
+          ptx::bulk_load(stage_b(tp.stage) + k8 * P::kAccN * 8 + half, tp.b_src + k8 * P::kAccN * 8 + half,
+                         kTmaHalfBytes, bar);
+      } else {
+        ptx::mbarrier_arrive_expect_tx(bar, kTmaStageBytes);
+        ptx::bulk_load(stage_b(tp.stage), tp.b_src, sizeof(float) * kBFloats, bar);
+      }
+#pragma unroll
+      for (int b = 0; b < P::MH / 2; ++b)
+        ptx::tma_load_4d(stage_a(tp.stage) + b * kBoxFloats, x_map, tp.w0, tp.h0 + 2 * b, tp.c0, n, bar);
+      return;
+    }
     ptx::mbarrier_arrive_expect_tx(bar, kTmaStageBytes);
 #pragma unroll
     for (int b = 0; b < P::MH / 2; ++b)
@@ -433,12 +497,13 @@ struct Mainloop {
 
   // acc += the stage's A x B for this warp's tile, issuing the next stage's copies
   // (`lp`) in between. TMA feed: the stage's column shift is `shift`, or, if negative,
-  // what issue_tma left in shared memory.
+  // what issue_tma left in shared memory; pairs: `halves` as in KStep.
   template <typename Plan>
-  __device__ void mma(int stage, const AccLayout<P>& L, Accumulators<P>& acc, const Plan& lp, int shift = -1) const {
+  __device__ void mma(int stage, const AccLayout<P>& L, Accumulators<P>& acc, const Plan& lp, int shift = -1,
+                      int halves = 3) const {
     if constexpr (kMath == MathMode::kTF32) {
       if constexpr (P::kWgmma)
-        wgmma_stage(stage, L, acc, lp, shift);
+        wgmma_stage(stage, L, acc, lp, shift, halves);
       else
         mma_stage(stage, L, acc, lp);
     } else {
@@ -512,7 +577,7 @@ struct Mainloop {
   // drained before returning.
   template <typename Plan>
   __device__ void wgmma_stage(int stage, const AccLayout<P>& L, Accumulators<P>& acc, const Plan& lp,
-                              int shift = -1) const {
+                              int shift = -1, [[maybe_unused]] int halves = 3) const {
     constexpr int MI = AccLayout<P>::MI;
     using PW = PackedWeights<P>;
     // Where this thread's fragment values (m-subtile i, k = t) sit:
@@ -563,6 +628,22 @@ struct Mainloop {
       const uint32_t k8_bytes = (k8 / 8) * PW::kWgmmaK8Bytes;
       const uint64_t b_desc = ptx::wgmma_desc(b_addr + k8_bytes, PW::kWgmmaKStrideBytes, PW::kWgmmaNStrideBytes);
       ptx::wgmma_fence();
+      if constexpr (P::kPhasePairs) {
+        // Each column phase with a tap at this offset: an m64n128k8 on its half of the
+        // accumulators and of the weight slice (a half without a tap was not even
+        // copied). Both halves take the same A fragment. (One m64n256k8 instead needs
+        // its 128 accumulators within the 128 registers a thread has at launch with two
+        // 256-thread blocks per SM, which ptxas refuses.)
+        static_assert(MI == 1 && kMath == MathMode::kTF32, "pairs: one m64 x 2 BN accumulator, TF32");
+        auto& half0 = reinterpret_cast<float(&)[16][4]>(acc[0][0]);
+        auto& half1 = reinterpret_cast<float(&)[16][4]>(acc[0][16]);
+        if (halves & 1) ptx::wgmma_m64n128k8_tf32(half0, a[0].big, b_desc, true);
+        if (halves & 2) {
+          const uint64_t b_half1 = ptx::wgmma_desc(b_addr + k8_bytes + PW::kWgmmaHalfBytes, PW::kWgmmaKStrideBytes,
+                                                   PW::kWgmmaNStrideBytes);
+          ptx::wgmma_m64n128k8_tf32(half1, a[0].big, b_half1, true);
+        }
+      } else {
 #pragma unroll
       for (int i = 0; i < MI; ++i) {
         if constexpr (kMath == MathMode::kFP32) {  // small terms first; acc is a fresh per-stage part (mma())
@@ -572,6 +653,7 @@ struct Mainloop {
           ptx::wgmma_m64n128k8_tf32(acc[i], a[i].mid, b_small_desc, true);
         }
         ptx::wgmma_m64n128k8_tf32(acc[i], a[i].big, b_desc, true);
+      }
       }
       ptx::wgmma_commit();
       if constexpr (kDeferDrain) {
@@ -686,6 +768,7 @@ __device__ __forceinline__ void convt_implicit_gemm(const ConvTArgs& args, const
   const TileWalk<Epilogue::kKind> walk{&g, PackedWeights<P>::n_tiles(g), PackedWeights<P>::chunks(g),
                                        PackedWeights<P>::phase_table(args.op.w_big, g)};
   const int64_t tiles = args.tiles();
+  static_assert(!P::kPhasePairs, "column-phase pairs run on the warp-specialised kernel");
 
   for (int64_t tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
     const auto [n, tile_h, tile_w] = args.block_tile(tile);
@@ -706,7 +789,7 @@ __device__ __forceinline__ void convt_implicit_gemm(const ConvTArgs& args, const
     int stage = 0;  // the stage the consumer reads next
     GemmTile gt{0, 0, 0};
     do {
-      const int ksteps = walk.phases.taps(gt.rho_h, gt.rho_w).count() * walk.chunks;
+      const int ksteps = walk.ksteps(gt);
       Accumulators<P> acc;
       epi.start(acc, L, gt);
       for (int k = 0; k < ksteps; ++k) {
@@ -739,7 +822,7 @@ template <typename P, MathMode kMath, typename Epilogue>
 __device__ __forceinline__ void convt_implicit_gemm_warp_specialized(const ConvTArgs& args,
                                                                   const typename Epilogue::Params& ep,
                                                                   const CUtensorMap* x_map) {
-  static_assert(P::kTma && kMath == MathMode::kTF32 && P::kThreads == 128, "TF32, TMA, one consumer warpgroup");
+  static_assert(P::kTma && kMath == MathMode::kTF32 && P::kThreads % 128 == 0, "TF32, TMA, whole consumer warpgroups");
   using ML = Mainloop<P, kMath, Epilogue::kHoldsRegisters>;
   static_assert(ML::kDeferDrain, "a consumer releases a stage once the k-step after it has waited for its wgmmas");
   static_assert(kLaunchRegisters<P> >= kProducerRegisters && kConsumerRegisters<P> <= 256 &&
@@ -762,8 +845,8 @@ __device__ __forceinline__ void convt_implicit_gemm_warp_specialized(const ConvT
   __syncthreads();
   const uint32_t smem_u32 = ptx::smem_addr(smem);
   const ConvTGeometry& g = args.g;
-  const TileWalk<Epilogue::kKind> walk{&g, PackedWeights<P>::n_tiles(g), PackedWeights<P>::chunks(g),
-                                       PackedWeights<P>::phase_table(args.op.w_big, g)};
+  const TileWalk<Epilogue::kKind, P::kPhasePairs> walk{&g, PackedWeights<P>::n_tiles(g), PackedWeights<P>::chunks(g),
+                                                      PackedWeights<P>::phase_table(args.op.w_big, g)};
   const int64_t tiles = args.tiles();
   int stage = 0;
   uint32_t parity = 0;  // of the ring's current lap
@@ -800,13 +883,13 @@ __device__ __forceinline__ void convt_implicit_gemm_warp_specialized(const ConvT
     KStep ks = walk.first_from(GemmTile{0, 0, 0});
     GemmTile gt{0, 0, 0};
     do {
-      const int ksteps = walk.phases.taps(gt.rho_h, gt.rho_w).count() * walk.chunks;
+      const int ksteps = walk.ksteps(gt);
       Accumulators<P> acc;
       epi.start(acc, L, gt);
       int before = -1;  // the stage of the k-step before, released once its wgmmas are done
       for (int k = 0; k < ksteps; ++k) {
         ptx::mbarrier_wait(full + stage, parity);
-        ml.mma(stage, L, acc, no_copies, ml.tma_shift(ks));  // waits for all but its first wgmma group
+        ml.mma(stage, L, acc, no_copies, ml.tma_shift(ks), ks.halves);  // waits for all but its first wgmma group
         walk.advance(ks);
         if (before >= 0) release(before);
         before = stage;

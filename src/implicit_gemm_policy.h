@@ -23,18 +23,27 @@ enum class MmaEngine {
 };
 
 template <int MH_, int MW_, int BN_, int BK_, int STAGES_, int WARPS_M_, int WARPS_N_, int MIN_BLOCKS_ = 1,
-          MmaEngine ENGINE_ = MmaEngine::kMmaSync>
+          MmaEngine ENGINE_ = MmaEngine::kMmaSync, bool PHASE_PAIRS_ = false>
 struct ImplicitGemmPolicy {
   static constexpr int kMinBlocksPerSM = MIN_BLOCKS_;  // __launch_bounds__: caps registers
   static constexpr MmaEngine kEngine = ENGINE_;
   static constexpr bool kWgmma = ENGINE_ != MmaEngine::kMmaSync;
   static constexpr bool kTma = ENGINE_ == MmaEngine::kWgmmaTma;
+  // Column-phase pairs (stride_w = 2 only, store epilogue): the GEMM tile holds both column
+  // phases of its pixels, rho_w = 0 in accumulator columns [0, BN) and rho_w = 1 in
+  // [BN, 2 BN), so a thread ends with y[co][oh][2q] and y[co][oh][2q + 1] side by side
+  // and writes them as one 8-byte store: whole sectors, nothing parked. Its reduction
+  // runs over the input-column offsets d of both phases' taps; where only one phase has a
+  // tap at d, only that half is multiplied (an n128 wgmma on half the accumulators), so
+  // no product with a zero weight is ever made. Rows are phase-grid pixels (q).
+  static constexpr bool kPhasePairs = PHASE_PAIRS_;
   static constexpr int MH = MH_, MW = MW_;  // phase-pixel rows x columns of a block tile
   static constexpr int BM = MH * MW;
   static constexpr int BN = BN_, BK = BK_, STAGES = STAGES_;
+  static constexpr int kAccN = PHASE_PAIRS_ ? 2 * BN_ : BN_;  // accumulator (and packed weight) columns
   static constexpr int WARPS_M = WARPS_M_, WARPS_N = WARPS_N_;
   static constexpr int kThreads = 32 * WARPS_M * WARPS_N;
-  static constexpr int WM = BM / WARPS_M, WN = BN / WARPS_N;  // warp tile
+  static constexpr int WM = BM / WARPS_M, WN = kAccN / WARPS_N;  // warp tile
 
   // A sits in shared memory k-major ([k][pixel], BM floats a row) with the pixel index
   // XOR-swizzled by 8 * (k % 4) (see Mainloop::plan), so the 8-byte fragment loads of a
@@ -50,8 +59,10 @@ struct ImplicitGemmPolicy {
   static_assert(kWgmma ? WM % 16 == 0 : WM % 32 == 0,
                 "a warp's rows come in 16-pixel m-subtiles (mma.sync: in pairs, see Mainloop::mma_stage)");
   static_assert(WN % 16 == 0 && BN % 16 == 0, "B fragments come in pairs of n-subtiles");
-  static_assert(!kWgmma || (WN == 128 && BN == 128 && WARPS_M % 4 == 0),
-                "wgmma: each warpgroup (4 warps along M) covers all 128 columns (m64n128k8)");
+  static_assert(!kWgmma || (WN == kAccN && BN == 128 && WARPS_M % 4 == 0),
+                "wgmma: each warpgroup (4 warps along M) covers all 128 columns (m64n128k8; pairs: twice)");
+  static_assert(!PHASE_PAIRS_ || (ENGINE_ == MmaEngine::kWgmmaTma && WM == 16),
+                "column-phase pairs: TMA-fed wgmma, one m64 x 2 BN accumulator per warpgroup");
   static_assert(!kTma || (MW == 32 && MH % 2 == 0 && BK <= 256),
                 "TMA boxes of x are 36 columns x 2 rows x BK channels, read as 32 pixels per row");
   static_assert(BK % 8 == 0, "BK is a multiple of the mma's k = 8");
@@ -66,7 +77,7 @@ struct ImplicitGemmPolicy {
 // Stage size in floats for a math mode (FP32 stages a second, "small" weight block).
 template <typename P>
 constexpr size_t stage_floats(MathMode m) {
-  return size_t(P::kAFloats) + (m == MathMode::kFP32 ? 2 : 1) * size_t(P::BK) * P::BN;
+  return size_t(P::kAFloats) + (m == MathMode::kFP32 ? 2 : 1) * size_t(P::BK) * P::kAccN;
 }
 
 // Warp-specialised persistent kernel (implicit_gemm.cuh): a consumer warpgroup plus a
@@ -138,7 +149,8 @@ constexpr bool kBiasAtStart = P::BN > 64;
 // store epilogue holds a warp's 8-channel transpose and maybe the parked tile.
 template <typename P>
 constexpr size_t store_epilogue_smem_bytes() {
-  return sizeof(float) * (P::WARPS_M * P::WARPS_N * 8 * P::WM + (kParkInRegisters<P> ? 0 : P::BM * P::BN));
+  return sizeof(float) *
+         (P::WARPS_M * P::WARPS_N * 8 * P::WM + (kParkInRegisters<P> || P::kPhasePairs ? 0 : P::BM * P::BN));
 }
 // The min/sum epilogue sums a column's phases in registers where a warp holds all of a
 // tile's channels (see MinSumEpilogue): the wgmma entries. The narrow mma.sync entries
@@ -218,6 +230,15 @@ using GemmTF32WideStore = ImplicitGemmPolicy<2, 32, 128, 16, 3, 2, 4, 2>;
 // blocks per SM) 450.3.
 using GemmTF32WgmmaStore = ImplicitGemmPolicy<2, 32, 128, 16, 3, 4, 1, 3, MmaEngine::kWgmma>;
 using GemmTF32WgmmaTmaStore = ImplicitGemmPolicy<2, 32, 128, 16, 3, 4, 1, 3, MmaEngine::kWgmmaTma>;
+// stride_w = 2, TMA feed: column-phase pairs on the warp-specialised kernel, as the fused
+// entry but with 64 phase pixels x (2 x 128) accumulator columns a block. conv_transpose2d
+// TF32 at the benchmark shape, H200, 2026-12-03 (bench, median of 30, same call): this
+// 305.4 / 305.6 us | bk8 s8 344.5 | one block per SM with two consumer warpgroups of
+// m64n256 (128 pixels a block, each weight block serving both): bk16 s3 355.9, bk8 s7
+// 365.4 | the 64-pixel tiles parked in shared memory (GemmTF32WgmmaTmaStore) 355.3-356.5.
+using GemmTF32WgmmaTmaPairs = ImplicitGemmPolicy<2, 32, 128, 16, 4, 4, 1, 2, MmaEngine::kWgmmaTma, true>;
+template <>
+constexpr bool kWarpSpecialized<GemmTF32WgmmaTmaPairs> = true;
 // FP32 wgmma: the fused entries themselves (BK 32 x 2 stages, 84 KB), with the rho_w = 0
 // tile parked in registers (the 32 KB it would take in shared memory do not fit beside
 // them within the 4090's 99 KB; the mainloop then keeps fewer k8 steps in flight, see
@@ -247,6 +268,7 @@ struct GemmTable<EpilogueKind::kMinSum> {
   using TF32Wide = GemmTF32Wide;
   using TF32Wgmma = GemmTF32Wgmma;
   using TF32WgmmaTma = GemmTF32WgmmaTma;
+  using TF32WgmmaTmaPairs = GemmTF32WgmmaTma;  // the min/sum epilogue takes the phases one by one
   using TF32Narrow = GemmTF32Narrow;
   using FP32Wide = GemmFP32Wide;
   using FP32Wgmma = GemmFP32Wgmma;
@@ -258,6 +280,7 @@ struct GemmTable<EpilogueKind::kStore> {
   using TF32Wide = GemmTF32WideStore;
   using TF32Wgmma = GemmTF32WgmmaStore;
   using TF32WgmmaTma = GemmTF32WgmmaTmaStore;
+  using TF32WgmmaTmaPairs = GemmTF32WgmmaTmaPairs;  // stride_w = 2
   using TF32Narrow = GemmNarrowStore;
   using FP32Wide = GemmFP32Wide;
   using FP32Wgmma = GemmFP32WgmmaStore;

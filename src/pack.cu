@@ -52,6 +52,8 @@ Status make_geometry(const ConvTranspose2dParams& p, ConvTGeometry* g) {
   g->diw_step = g->dil_w / gw;
   g->QH = (g->H_out + g->stride_h - 1) / g->stride_h;
   g->QW = (g->W_out + g->stride_w - 1) / g->stride_w;
+  g->w_pairs = 0;
+  if (g->stride_w == 2) w_pair_entry(*g, 0, &g->w_pairs);
   return ok_status();
 }
 

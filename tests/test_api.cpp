@@ -487,6 +487,7 @@ void expect_table_fits_4090() {
   // sm_90 only, but kept to the same limits.
   expect_gemm_fits_4090<typename T::TF32Wgmma>("TF32Wgmma", MathMode::kTF32, kEpi);
   expect_gemm_fits_4090<typename T::TF32WgmmaTma>("TF32WgmmaTma", MathMode::kTF32, kEpi);
+  expect_gemm_fits_4090<typename T::TF32WgmmaTmaPairs>("TF32WgmmaTmaPairs", MathMode::kTF32, kEpi);
   expect_gemm_fits_4090<typename T::FP32Wgmma>("FP32Wgmma", MathMode::kFP32, kEpi);
   expect_gemm_fits_4090<typename T::FP32WgmmaTma>("FP32WgmmaTma", MathMode::kFP32, kEpi);
 }

@@ -10,6 +10,7 @@
 #include <gtest/gtest.h>
 
 #include "conv_cases.h"
+#include "convt_dispatch.h"
 #include "ctfuse/ctfuse.h"
 #include "implicit_gemm.cuh"
 #include "golden.h"
@@ -128,7 +129,7 @@ TEST(ConvTGolden, MatchesPyTorch) {
 }
 
 // The packed weight blocks (CPU-checkable, so CI runs this): every layout is a bijection
-// of the BK x BN block, and the wgmma one is exactly what the shared-memory descriptor of
+// of the BK x BN block (pairs: BK x 2 BN), and the wgmma one is exactly what the shared-memory descriptor of
 // Mainloop::wgmma_stage describes: 8 x 16-byte core matrices, 128 bytes apart along K,
 // 256 along N, one k8 slice after another.
 template <typename P>
@@ -137,7 +138,7 @@ void expect_packing_is_a_bijection(const char* name) {
   using PW = PackedWeights<P>;
   std::vector<int> seen(size_t(PW::kBlockFloats), 0);
   for (int k = 0; k < P::BK; ++k)
-    for (int n = 0; n < P::BN; ++n) {
+    for (int n = 0; n < P::kAccN; ++n) {
       const int off = PW::offset_in_block(k, n);
       ASSERT_TRUE(off >= 0 && off < PW::kBlockFloats) << "k=" << k << " n=" << n;
       ++seen[size_t(off)];
@@ -160,6 +161,7 @@ void expect_table_packings_are_bijections() {
   expect_packing_is_a_bijection<typename T::FP32Narrow>("FP32Narrow");
   expect_packing_is_a_bijection<typename T::TF32Wgmma>("TF32Wgmma");
   expect_packing_is_a_bijection<typename T::TF32WgmmaTma>("TF32WgmmaTma");
+  expect_packing_is_a_bijection<typename T::TF32WgmmaTmaPairs>("TF32WgmmaTmaPairs");
   expect_packing_is_a_bijection<typename T::FP32Wgmma>("FP32Wgmma");
   expect_packing_is_a_bijection<typename T::FP32WgmmaTma>("FP32WgmmaTma");
 }
@@ -167,6 +169,51 @@ void expect_table_packings_are_bijections() {
 TEST(PackedWeights, LayoutsMatchTheirReaders) {
   expect_table_packings_are_bijections<EpilogueKind::kStore>();
   expect_table_packings_are_bijections<EpilogueKind::kMinSum>();
+}
+
+// The column-pair table of stride_w = 2 (w_pair_entry; CPU-checkable): the benchmark's
+// k = 3, pad 1 as worked out by hand, then for many kernel, padding and dilation values
+// every tap of both column phases appears exactly once, at its own input offset, with
+// offsets strictly falling.
+TEST(PhasePairs, TableListsEveryColumnTapOnce) {
+  ConvTGeometry g{};
+  auto geometry = [&](int kernel_w, int pad_w, int dil_w) {
+    ConvTranspose2dParams p = testing::make_params(1, 1, 1, 1, 8, 1, kernel_w, 1, 2, 0, pad_w, 0, 0, 1, dil_w);
+    p.output_pad_w = 0;
+    ASSERT_TRUE(make_geometry(p, &g).ok());
+  };
+  geometry(3, 1, 1);
+  ASSERT_EQ(g.w_pairs, 2);
+  const int4 e0 = w_pair_entry(g, 0), e1 = w_pair_entry(g, 1);
+  EXPECT_EQ(e0.x, 1); EXPECT_EQ(e0.y, -1); EXPECT_EQ(e0.z, 0);  // ow = 2q + 1 reads q + 1 through kw = 0
+  EXPECT_EQ(e1.x, 0); EXPECT_EQ(e1.y, 1); EXPECT_EQ(e1.z, 2);   // both phases read q
+  for (int kernel_w = 1; kernel_w <= 7; ++kernel_w)
+    for (int dil_w = 1; dil_w <= 4; ++dil_w)
+      for (int pad_w = 0; pad_w <= 4; ++pad_w) {
+        SCOPED_TRACE("kernel_w=" + std::to_string(kernel_w) + " pad_w=" + std::to_string(pad_w) +
+                     " dil_w=" + std::to_string(dil_w));
+        geometry(kernel_w, pad_w, dil_w);
+        std::vector<int> seen(2 * kernel_w, 0);
+        for (int u = 0; u < g.w_pairs; ++u) {
+          const int4 e = w_pair_entry(g, u);
+          EXPECT_TRUE(e.y >= 0 || e.z >= 0) << "u=" << u;
+          if (u > 0) EXPECT_LT(e.x, w_pair_entry(g, u - 1).x);
+          const int kw[2] = {e.y, e.z};
+          for (int r = 0; r < 2; ++r)
+            if (kw[r] >= 0) {
+              ASSERT_LT(kw[r], kernel_w);
+              ++seen[2 * kw[r] + r];
+              const int num = r + pad_w - kw[r] * dil_w;  // ow + pad - kw dil = 2 (q + d)
+              EXPECT_EQ(((num % 2) + 2) % 2, 0);
+              EXPECT_EQ(num / 2, e.x);
+            }
+        }
+        // Tap kw serves the phase r with r + pad - kw dil even, and only that one.
+        for (int kw = 0; kw < kernel_w; ++kw)
+          for (int r = 0; r < 2; ++r)
+            EXPECT_EQ(seen[2 * kw + r], ((r + pad_w - kw * dil_w) % 2 + 2) % 2 == 0 ? 1 : 0)
+                << "kw=" << kw << " r=" << r;
+      }
 }
 
 // On sm_90 with sm_90a code built in (the default), C_out > 64 runs on wgmma,
