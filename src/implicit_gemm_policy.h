@@ -233,7 +233,7 @@ using GemmTF32WgmmaTmaStore = ImplicitGemmPolicy<2, 32, 128, 16, 3, 4, 1, 3, Mma
 // stride_w = 2, TMA feed: column-phase pairs on the warp-specialised kernel, as the fused
 // entry but with 64 phase pixels x (2 x 128) accumulator columns a block. conv_transpose2d
 // TF32 at the benchmark shape, H200, 2026-12-03 (bench, median of 30, same call): this
-// 305.4 / 305.6 us | bk8 s8 344.5 | one block per SM with two consumer warpgroups of
+// 305.4 / 305.6 us | bk8 s8 344.5 | bk32 s2 358.9 | one block per SM with two consumer warpgroups of
 // m64n256 (128 pixels a block, each weight block serving both): bk16 s3 355.9, bk8 s7
 // 365.4 | the 64-pixel tiles parked in shared memory (GemmTF32WgmmaTmaStore) 355.3-356.5.
 using GemmTF32WgmmaTmaPairs = ImplicitGemmPolicy<2, 32, 128, 16, 4, 4, 1, 2, MmaEngine::kWgmmaTma, true>;
