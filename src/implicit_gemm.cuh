@@ -299,8 +299,7 @@ struct Mainloop {
   // accumulators. H200, 2026-12-02, same call: convt_tf32 416.8 -> 402.8 us, fused_tf32
   // 248.3 -> 245.8. Not for the cp.async feed, whose copies are spread over the k8 steps
   // and then come later: fused_tf32 at W_in = 130 went 352.1 -> 369.4.
-  static constexpr bool kDeferDrain =
-      P::kTma && kMath == MathMode::kTF32 && (P::WARPS_M * P::WARPS_N == 4 || kWarpSpecialized<P>);
+  static constexpr bool kDeferDrain = P::kTma && kMath == MathMode::kTF32 && P::WARPS_M * P::WARPS_N == 4;
   // A copies: each thread owns kPixels pixels (one per pass) and the k rows k0 + r*kKStep.
   static constexpr int kPixelsPerPass = P::kThreads < P::BM ? P::kThreads : P::BM;
   static constexpr int kPasses = P::BM / kPixelsPerPass;
@@ -822,7 +821,7 @@ template <typename P, MathMode kMath, typename Epilogue>
 __device__ __forceinline__ void convt_implicit_gemm_warp_specialized(const ConvTArgs& args,
                                                                   const typename Epilogue::Params& ep,
                                                                   const CUtensorMap* x_map) {
-  static_assert(P::kTma && kMath == MathMode::kTF32 && P::kThreads % 128 == 0, "TF32, TMA, whole consumer warpgroups");
+  static_assert(P::kTma && kMath == MathMode::kTF32 && P::kThreads == 128, "TF32, TMA, one consumer warpgroup");
   using ML = Mainloop<P, kMath, Epilogue::kHoldsRegisters>;
   static_assert(ML::kDeferDrain, "a consumer releases a stage once the k-step after it has waited for its wgmmas");
   static_assert(kLaunchRegisters<P> >= kProducerRegisters && kConsumerRegisters<P> <= 256 &&

@@ -35,7 +35,8 @@ struct ImplicitGemmPolicy {
   // and writes them as one 8-byte store: whole sectors, nothing parked. Its reduction
   // runs over the input-column offsets d of both phases' taps; where only one phase has a
   // tap at d, only that half is multiplied (an n128 wgmma on half the accumulators), so
-  // no product with a zero weight is ever made. Rows are phase-grid pixels (q).
+  // no product with the weight of a tap a phase lacks is made (an Inf in x stays out of the
+  // other phase). Rows are phase-grid pixels (q).
   static constexpr bool kPhasePairs = PHASE_PAIRS_;
   static constexpr int MH = MH_, MW = MW_;  // phase-pixel rows x columns of a block tile
   static constexpr int BM = MH * MW;

@@ -71,10 +71,10 @@ inline std::vector<ConvTranspose2dParams> edge_cases() {
       make_params(1, 24, 130, 7, 9, 3, 3, 2, 2, 1, 1, 0, 0, 1, 1),
       make_params(2, 16, 72, 6, 36, 3, 3, 1, 2, 1, 1, 0, 1, 1, 1),
       // stride_w = 2 with W_in % 4 == 0 and C_out > 64 (the column-pair Hopper entry):
-      // kernel_w 4, pad_w 2 (each phase has an input offset the other lacks), C_in past
-      // one chunk, odd W_out; dilation_w 3 (the phases' offsets are disjoint); kernel 1
-      // (odd columns are the bias alone), odd W_out.
-      make_params(1, 20, 96, 5, 12, 4, 4, 2, 2, 1, 2, 0, 1, 1, 1),
+      // kernel_w 4, pad_w 1 (offset 1 for the odd phase only, 0 for both, -1 for the even
+      // phase only), C_in past one chunk, odd W_out; dilation_w 3 (the phases' offsets are
+      // disjoint); kernel 1 (odd columns are the bias alone), odd W_out.
+      make_params(1, 20, 96, 5, 12, 4, 4, 2, 2, 1, 1, 0, 1, 1, 1),
       make_params(2, 11, 80, 4, 16, 3, 5, 2, 2, 1, 3, 1, 0, 1, 3),
       make_params(1, 8, 70, 3, 8, 1, 1, 2, 2, 0, 0, 1, 0, 1, 1),
   };
