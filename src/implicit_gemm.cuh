@@ -185,7 +185,8 @@ using Accumulators = float[AccLayout<P>::MI][AccLayout<P>::NJ][4];
 //    last phase;
 //  - kStore: rho_h, then the channel tile, then rho_w: the rho_w phases of one output
 //    row region come one after the other, so the epilogue can interleave them and write
-//    y in whole sectors.
+//    y in whole sectors. Column-phase pairs (P::kPhasePairs): one GEMM tile per rho_h
+//    and channel tile holds both rho_w phases.
 struct GemmTile {
   int rho_h, rho_w, n_tile;
 };
