@@ -178,8 +178,7 @@ TEST(PackedWeights, LayoutsMatchTheirReaders) {
 TEST(PhasePairs, TableListsEveryColumnTapOnce) {
   ConvTGeometry g{};
   auto geometry = [&](int kernel_w, int pad_w, int dil_w) {
-    ConvTranspose2dParams p = testing::make_params(1, 1, 1, 1, 8, 1, kernel_w, 1, 2, 0, pad_w, 0, 0, 1, dil_w);
-    p.output_pad_w = 0;
+    const ConvTranspose2dParams p = testing::make_params(1, 1, 1, 1, 8, 1, kernel_w, 1, 2, 0, pad_w, 0, 0, 1, dil_w);
     ASSERT_TRUE(make_geometry(p, &g).ok());
   };
   geometry(3, 1, 1);
