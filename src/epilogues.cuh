@@ -201,6 +201,11 @@ struct StoreEpilogue {
   // channel at 2q + 1; a warp's store instruction covers 8 pairs (64 bytes) of 4 channels.
   __device__ void store_phase_pairs(const Accumulators<P>& acc, const AccLayout<P>& L, GemmTile gt) {
     constexpr int kHalf = NJ / 2;
+    if constexpr (kBiasAtStart) {
+      const bool whole = vector_ok && (gt.n_tile + 1) * P::BN <= g.C_out &&
+                         (qh0 + P::MH - 1) * g.stride_h + gt.rho_h < g.H_out && 2 * (qw0 + P::MW) <= g.W_out;
+      if (whole) return store_whole_phase_pairs(acc, L, gt);
+    }
     const int64_t plane = int64_t(g.H_out) * g.W_out;
     float* y_n = p.y + int64_t(n) * g.C_out * plane;
 #pragma unroll
@@ -228,6 +233,33 @@ struct StoreEpilogue {
             }
           }
       }
+  }
+
+  // The tile lies wholly inside y (the common case): no bounds, and a thread's 64 stores
+  // step through two running pointers (channels 2t and 2t + 1 of its pixel; its second
+  // pixel, 8 phase columns on, is 16 floats further) by 8 channels per n-subtile. The
+  // general path above works each address out from scratch and checks it: at the
+  // benchmark shape that was as many instructions as the tile's mainloop.
+  __device__ void store_whole_phase_pairs(const Accumulators<P>& acc, const AccLayout<P>& L, GemmTile gt) {
+    constexpr int kHalf = NJ / 2;
+    static_assert(MI == 1 && P::kTma, "one m64 subtile; fragment pixels g and g + 8 (AccLayout)");
+    static_assert(P::MW % 16 == 0 && P::WM == 16, "a warp's pixels g, g + 8 lie in one phase row");
+    const int64_t plane = int64_t(g.H_out) * g.W_out;
+    const int m = L.pixel(0, 0);
+    const int oh = (qh0 + m / P::MW) * g.stride_h + gt.rho_h, ow = 2 * (qw0 + m % P::MW);
+    float* even_channel = p.y + (int64_t(n) * g.C_out + gt.n_tile * P::BN + L.channel(0, 0)) * plane +
+                          int64_t(oh) * g.W_out + ow;
+    float* odd_channel = even_channel + plane;
+    constexpr int kSecondPixel = 2 * 8;  // y floats from pixel g's pair to pixel g + 8's
+#pragma unroll
+    for (int j = 0; j < kHalf; ++j) {
+      *reinterpret_cast<float2*>(even_channel) = make_float2(acc[0][j][0], acc[0][kHalf + j][0]);
+      *reinterpret_cast<float2*>(even_channel + kSecondPixel) = make_float2(acc[0][j][2], acc[0][kHalf + j][2]);
+      *reinterpret_cast<float2*>(odd_channel) = make_float2(acc[0][j][1], acc[0][kHalf + j][1]);
+      *reinterpret_cast<float2*>(odd_channel + kSecondPixel) = make_float2(acc[0][j][3], acc[0][kHalf + j][3]);
+      even_channel += 8 * plane;
+      odd_channel += 8 * plane;
+    }
   }
 
   __device__ void store_transposed(const Accumulators<P>& acc, const AccLayout<P>& L, GemmTile gt) {

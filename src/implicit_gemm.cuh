@@ -598,7 +598,8 @@ struct Mainloop {
         a_frag[i] = stage_a(stage) + L.t * P::A_STRIDE + ((L.wm0 + 16 * i + 2 * L.g) ^ (8 * L.t));
       }
     }
-    const uint32_t b_addr = stage_b_addr(stage);
+    const uint64_t b_stage_desc =
+        ptx::wgmma_desc(stage_b_addr(stage), PW::kWgmmaKStrideBytes, PW::kWgmmaNStrideBytes);
     // This k8 step's share of the next k-step's copies (into the stage read before this one).
     auto issue_copies = [&](int k8) {
       if constexpr (P::kTma) {
@@ -626,7 +627,7 @@ struct Mainloop {
         a[i] = split_a(v);
       }
       const uint32_t k8_bytes = (k8 / 8) * PW::kWgmmaK8Bytes;
-      const uint64_t b_desc = ptx::wgmma_desc(b_addr + k8_bytes, PW::kWgmmaKStrideBytes, PW::kWgmmaNStrideBytes);
+      const uint64_t b_desc = ptx::wgmma_desc_plus(b_stage_desc, k8_bytes);
       ptx::wgmma_fence();
       if constexpr (P::kPhasePairs) {
         // Each column phase with a tap at this offset: an m64n128k8 on its half of the
@@ -637,25 +638,32 @@ struct Mainloop {
         static_assert(MI == 1 && kMath == MathMode::kTF32, "pairs: one m64 x 2 BN accumulator, TF32");
         auto& half0 = reinterpret_cast<float(&)[16][4]>(acc[0][0]);
         auto& half1 = reinterpret_cast<float(&)[16][4]>(acc[0][16]);
-        if (halves & 1) ptx::wgmma_m64n128k8_tf32(half0, a[0].big, b_desc, true);
-        if (halves & 2) {
-          const uint64_t b_half1 = ptx::wgmma_desc(b_addr + k8_bytes + PW::kWgmmaHalfBytes, PW::kWgmmaKStrideBytes,
-                                                   PW::kWgmmaNStrideBytes);
+        // Each branch commits its own group: after an optional wgmma, ptxas has no
+        // wgmma to tag with the commit and issues an empty one for it.
+        const uint64_t b_half1 = ptx::wgmma_desc_plus(b_stage_desc, k8_bytes + PW::kWgmmaHalfBytes);
+        if (halves == 3) {
+          ptx::wgmma_m64n128k8_tf32(half0, a[0].big, b_desc, true);
           ptx::wgmma_m64n128k8_tf32(half1, a[0].big, b_half1, true);
+          ptx::wgmma_commit();
+        } else if (halves == 1) {
+          ptx::wgmma_m64n128k8_tf32(half0, a[0].big, b_desc, true);
+          ptx::wgmma_commit();
+        } else {
+          ptx::wgmma_m64n128k8_tf32(half1, a[0].big, b_half1, true);
+          ptx::wgmma_commit();
         }
       } else {
 #pragma unroll
-      for (int i = 0; i < MI; ++i) {
-        if constexpr (kMath == MathMode::kFP32) {  // small terms first; acc is a fresh per-stage part (mma())
-          const uint64_t b_small_desc = ptx::wgmma_desc(b_addr + sizeof(float) * kBFloats + k8_bytes,
-                                                        PW::kWgmmaKStrideBytes, PW::kWgmmaNStrideBytes);
-          ptx::wgmma_m64n128k8_tf32(acc[i], a[i].lo, b_desc, k8 > 0);
-          ptx::wgmma_m64n128k8_tf32(acc[i], a[i].mid, b_small_desc, true);
+        for (int i = 0; i < MI; ++i) {
+          if constexpr (kMath == MathMode::kFP32) {  // small terms first; acc is a fresh per-stage part (mma())
+            const uint64_t b_small_desc = ptx::wgmma_desc_plus(b_stage_desc, sizeof(float) * kBFloats + k8_bytes);
+            ptx::wgmma_m64n128k8_tf32(acc[i], a[i].lo, b_desc, k8 > 0);
+            ptx::wgmma_m64n128k8_tf32(acc[i], a[i].mid, b_small_desc, true);
+          }
+          ptx::wgmma_m64n128k8_tf32(acc[i], a[i].big, b_desc, true);
         }
-        ptx::wgmma_m64n128k8_tf32(acc[i], a[i].big, b_desc, true);
+        ptx::wgmma_commit();
       }
-      }
-      ptx::wgmma_commit();
       if constexpr (kDeferDrain) {
         // The stage before this one is free once its wgmmas are: all groups but the one
         // just committed. Classic kernel: the warpgroup is the whole block, and its loads

@@ -105,6 +105,13 @@ __device__ __forceinline__ void wgmma_wait() {
 __device__ __forceinline__ uint64_t wgmma_desc(uint32_t smem_byte_addr, uint32_t k_stride, uint32_t mn_stride) {
   return uint64_t((smem_byte_addr & 0x3FFFF) >> 4) | uint64_t(k_stride >> 4) << 16 | uint64_t(mn_stride >> 4) << 32;
 }
+// The descriptor of the matrix `bytes` further on: one 32-bit add to the address field.
+// A block's shared memory ends below 256 KB, so the 14-bit field never carries into the
+// stride bits (and ptxas, unlike for wgmma_desc(addr + bytes), need not redo the mask
+// and shifts before every wgmma).
+__device__ __forceinline__ uint64_t wgmma_desc_plus(uint64_t desc, uint32_t bytes) {
+  return (desc & 0xFFFFFFFF00000000ull) | uint32_t(uint32_t(desc) + (bytes >> 4));
+}
 
 // D[64 x 128] = A[64 x 8] * B[8 x 128] (+ D when `accumulate`) for the warpgroup, tf32
 // in, fp32 accumulate. A comes from registers in the mma.sync m16n8k8 fragment layout (each warp its 16
