@@ -28,14 +28,20 @@ template <typename P, bool kAtStart>
 __device__ __forceinline__ void start_accumulators(Accumulators<P>& acc, const AccLayout<P>& L, int n_tile,
                                                    const float* conv_bias, int C_out) {
   if constexpr (kAtStart) {
+    // Pairs: the second half's channels are the first half's, loaded once. (Loading the
+    // bias as float2 behind a uniform branch instead made ptxas serialise the mainloop's
+    // wgmmas, C7515: keep these loads plain and predicated.)
+    constexpr int kDistinctJ = P::kPhasePairs ? AccLayout<P>::NJ / 2 : AccLayout<P>::NJ;
 #pragma unroll
-    for (int j = 0; j < AccLayout<P>::NJ; ++j)
+    for (int j = 0; j < kDistinctJ; ++j)
 #pragma unroll
       for (int vc = 0; vc < 2; ++vc) {
-        const int co = n_tile * P::BN + L.channel(j, vc) % P::BN;  // pairs: both halves, the same channels
+        const int co = n_tile * P::BN + L.channel(j, vc);
         const float b = conv_bias && co < C_out ? __ldg(conv_bias + co) : 0.f;
 #pragma unroll
-        for (int i = 0; i < AccLayout<P>::MI; ++i) acc[i][j][vc] = acc[i][j][2 + vc] = b;
+        for (int jj = j; jj < AccLayout<P>::NJ; jj += kDistinctJ)
+#pragma unroll
+          for (int i = 0; i < AccLayout<P>::MI; ++i) acc[i][jj][vc] = acc[i][jj][2 + vc] = b;
       }
   } else {
     Mainloop<P, MathMode::kTF32>::zero(acc);

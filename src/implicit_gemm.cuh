@@ -177,6 +177,7 @@ struct AccLayout {
 template <typename P>
 using Accumulators = float[AccLayout<P>::MI][AccLayout<P>::NJ][4];
 
+
 // ---- The walk over (GEMM tile, tap, input-channel chunk) ------------------------------
 // A block computes s_h x s_w x n_tiles GEMM tiles (one per phase and channel tile), in
 // the order its epilogue needs (EpilogueKind):
@@ -572,9 +573,9 @@ struct Mainloop {
   // read from the stage by descriptor. All k8 steps of a stage are queued on the tensor
   // cores without waiting in between (each has its own A registers; waiting for the step
   // before, as a register-reusing loop would, cost 2.5%). With kDeferDrain the stage's
-  // last wgmmas stay in flight into the next k-step, whose copies wait for them (see
-  // below); otherwise (FP32, whose per-stage part is read right after) the stage is
-  // drained before returning.
+  // wgmmas stay in flight until the next k-step, which retires them before it writes A
+  // registers or copies into this stage; otherwise (FP32, whose per-stage part is read
+  // right after) the stage is drained before returning.
   template <typename Plan>
   __device__ void wgmma_stage(int stage, const AccLayout<P>& L, Accumulators<P>& acc, const Plan& lp,
                               int shift = -1, [[maybe_unused]] int halves = 3) const {
@@ -609,10 +610,7 @@ struct Mainloop {
         if (k8 == 0) issue_b(lp);
       }
     };
-#pragma unroll
-    for (int k8 = 0; k8 < P::BK; k8 += 8) {
-      if constexpr (!kDeferDrain) issue_copies(k8);
-      AOperand a[MI];
+    auto load_a = [&](int k8, AOperand(&a)[MI]) {
 #pragma unroll
       for (int i = 0; i < MI; ++i) {
         const float* p = a_frag[i] + k8 * kRowK;
@@ -626,6 +624,24 @@ struct Mainloop {
         }
         a[i] = split_a(v);
       }
+    };
+    // A wgmma reads its A registers asynchronously: PTX leaves writing them before a wait
+    // that retires it undefined, and ptxas 13.0 does not guard it (reading the next
+    // stage's fragments while this one's last wgmma was still queued gave wrong results
+    // under load). So each k8 step's fragments have registers of their own, kept live
+    // (keep_alive) until a wait has retired its wgmma; with the deferred drain the stage
+    // first retires the stage before and then reads all its fragments at once.
+    AOperand a_stage[P::BK / 8][MI];
+    if constexpr (kDeferDrain) {
+      ptx::wgmma_wait<0>();
+#pragma unroll
+      for (int k8 = 0; k8 < P::BK; k8 += 8) load_a(k8, a_stage[k8 / 8]);
+    }
+#pragma unroll
+    for (int k8 = 0; k8 < P::BK; k8 += 8) {
+      if constexpr (!kDeferDrain) issue_copies(k8);
+      AOperand(&a)[MI] = a_stage[k8 / 8];
+      if constexpr (!kDeferDrain) load_a(k8, a);
       const uint32_t k8_bytes = (k8 / 8) * PW::kWgmmaK8Bytes;
       const uint64_t b_desc = ptx::wgmma_desc_plus(b_stage_desc, k8_bytes);
       ptx::wgmma_fence();
@@ -664,22 +680,38 @@ struct Mainloop {
         }
         ptx::wgmma_commit();
       }
-      if constexpr (kDeferDrain) {
-        // The stage before this one is free once its wgmmas are: all groups but the one
-        // just committed. Classic kernel: the warpgroup is the whole block, and its loads
-        // of that stage came before this k-step's block barrier; warp-specialised: the
-        // consumer releases that stage to the producer after this returns.
-        if (k8 == 0) ptx::wgmma_wait<1>();
-        issue_copies(k8);
-      }
+      // Deferred drain: the stage before this one was retired above, so its copies may
+      // go now. Classic kernel: the warpgroup is the whole block, and its loads of that
+      // stage came before this k-step's block barrier; warp-specialised: the consumer
+      // releases that stage to the producer after this returns.
+      if constexpr (kDeferDrain) issue_copies(k8);
       // FP32 with a register-holding epilogue: at most two k8 steps in flight, so the A
       // operands of only two (24 registers) stay live. H200, conv_transpose2d FP32 (its
       // parked tile is 64 registers): 712.3 -> 685.8 us, 56 bytes of spills gone; the
       // fused FP32 kernel, which holds no tile, loses with it (604.9 -> 621.5).
       if constexpr (kMath == MathMode::kFP32 && kLeanRegisters)
-        if (k8 > 0) ptx::wgmma_wait<1>();
+        if (k8 > 0) {
+          ptx::wgmma_wait<1>();
+          keep_alive(a_stage[k8 / 8 - 1]);
+        }
     }
-    if constexpr (!kDeferDrain) ptx::wgmma_wait<0>();
+    if constexpr (!kDeferDrain) {
+      ptx::wgmma_wait<0>();
+#pragma unroll
+      for (int j = kMath == MathMode::kFP32 && kLeanRegisters ? P::BK / 8 - 1 : 0; j < P::BK / 8; ++j)
+        keep_alive(a_stage[j]);
+    }
+  }
+
+  // An empty asm that reads `a`: its registers cannot be reused before this point.
+  __device__ static void keep_alive(const AOperand (&a)[AccLayout<P>::MI]) {
+#pragma unroll
+    for (int i = 0; i < AccLayout<P>::MI; ++i)
+#pragma unroll
+      for (int r = 0; r < 4; ++r) {
+        asm volatile("" ::"r"(a[i].big[r]));
+        if constexpr (kMath == MathMode::kFP32) asm volatile("" ::"r"(a[i].lo[r]), "r"(a[i].mid[r]));
+      }
   }
 
   __device__ void mma_stage(int stage, const AccLayout<P>& L, Accumulators<P>& acc, const LoadPlan& lp) const {

@@ -32,6 +32,12 @@ inline float poison_value() {
   return f;
 }
 
+inline bool is_poison(float f) {
+  uint32_t bits;
+  std::memcpy(&bits, &f, 4);
+  return bits == 0x7fc0dead;
+}
+
 template <typename T>
 class DeviceBuffer {
  public:

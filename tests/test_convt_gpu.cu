@@ -27,29 +27,37 @@ struct ConvResult {
   std::vector<float> y;
 };
 
+// y is written `y_offset` floats into its buffer (to take y's alignment away), with
+// `y_offset` poisoned floats before and after it, which must stay untouched.
 ConvResult run_conv(const ConvTranspose2dParams& p, const std::vector<float>& x, const std::vector<float>& w,
-                    const std::vector<float>& cb, MathMode math, MainloopKind mainloop) {
+                    const std::vector<float>& cb, MathMode math, MainloopKind mainloop, int y_offset = 0) {
   int64_t H = 0, W = 0;
   conv_transpose2d_output_hw(p, &H, &W);
   size_t ws_bytes = 0;
   ConvResult r;
   r.st = conv_transpose2d_workspace_size(p, math, &ws_bytes);
   if (!r.st.ok()) return r;
-  DeviceBuffer<float> dx(x), dw(w), dcb(cb), dy(size_t(p.N * p.C_out * H * W));
+  const size_t count = size_t(p.N * p.C_out * H * W);
+  DeviceBuffer<float> dx(x), dw(w), dcb(cb), dy(count + 2 * y_offset);
   DeviceBuffer<char> ws(ws_bytes);
   dy.fill(testing::poison_value());
-  r.st = conv_transpose2d(p, dx.get(), dw.get(), cb.empty() ? nullptr : dcb.get(), dy.get(), math, ws.get(),
-                          ws_bytes, nullptr, mainloop);
+  r.st = conv_transpose2d(p, dx.get(), dw.get(), cb.empty() ? nullptr : dcb.get(), dy.get() + y_offset, math,
+                          ws.get(), ws_bytes, nullptr, mainloop);
   const cudaError_t e = cudaDeviceSynchronize();
   if (r.st.ok() && e != cudaSuccess) r.st = Status{StatusCode::kCudaError, cudaGetErrorString(e), e};
-  r.y = dy.download();
+  const std::vector<float> all = dy.download();
+  for (int i = 0; i < y_offset; ++i) {
+    EXPECT_TRUE(testing::is_poison(all[i])) << "written before y: " << i;
+    EXPECT_TRUE(testing::is_poison(all[y_offset + count + i])) << "written after y: " << i;
+  }
+  r.y.assign(all.begin() + y_offset, all.begin() + y_offset + count);
   return r;
 }
 
 // Normwise and a-priori elementwise checks of y; `unit` is the per-product error unit.
 void check_y(const ConvTranspose2dParams& p, const std::vector<float>& x, const std::vector<float>& w,
-             const std::vector<float>& cb, MathMode math, MainloopKind mainloop) {
-  const ConvResult r = run_conv(p, x, w, cb, math, mainloop);
+             const std::vector<float>& cb, MathMode math, MainloopKind mainloop, int y_offset = 0) {
+  const ConvResult r = run_conv(p, x, w, cb, math, mainloop, y_offset);
   ASSERT_TRUE(r.st.ok()) << r.st.message;
   const std::vector<double> ref = ref::conv_transpose2d(p, x.data(), w.data(), cb.empty() ? nullptr : cb.data());
   const std::vector<double> A = ref::conv_transpose2d_abs(p, x.data(), w.data());
@@ -213,6 +221,24 @@ TEST(PhasePairs, TableListsEveryColumnTapOnce) {
             EXPECT_EQ(seen[2 * kw + r], ((r + pad_w - kw * dil_w) % 2 + 2) % 2 == 0 ? 1 : 0)
                 << "kw=" << kw << " r=" << r;
       }
+}
+
+// The column-pair store entry (stride_w = 2, TMA-fed wgmma on sm_90) stores whole tiles
+// through running pointers where y is 8-byte aligned and W_out even, edge tiles with
+// their bounds checked, and one float at a time where y is only 4-byte aligned: each
+// way, on tiles cut by every edge (rows, columns, and the second channel tile of C_out =
+// 130), nothing written outside y. (Elsewhere every way is the same store, run here too.)
+TEST(ConvTStorePaths, EveryAlignmentOfY) {
+  CTFUSE_REQUIRE_GPU();
+  const ConvTranspose2dParams even_w = testing::make_params(2, 24, 130, 7, 12, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1);  // W_out 24
+  const ConvTranspose2dParams odd_w = testing::make_params(2, 24, 130, 7, 12, 3, 3, 2, 2, 1, 1, 0, 0, 1, 1);   // W_out 23
+  for (const ConvTranspose2dParams& p : {even_w, odd_w})
+    for (int y_offset : {0, 1, 2, 4}) {
+      const uint64_t seed = testing::test_seed() ^ (uint64_t(y_offset) << 32) ^ uint64_t(p.output_pad_w);
+      SCOPED_TRACE(testing::describe(p) + " y_offset=" + std::to_string(y_offset) + " seed=" + std::to_string(seed));
+      const testing::ProblemData d = testing::make_data(p, 1, seed, false);
+      check_y(p, d.x, d.weight, d.conv_bias, MathMode::kTF32, MainloopKind::kAuto, y_offset);
+    }
 }
 
 // On sm_90 with sm_90a code built in (the default), C_out > 64 runs on wgmma,
