@@ -177,7 +177,6 @@ struct AccLayout {
 template <typename P>
 using Accumulators = float[AccLayout<P>::MI][AccLayout<P>::NJ][4];
 
-
 // ---- The walk over (GEMM tile, tap, input-channel chunk) ------------------------------
 // A block computes s_h x s_w x n_tiles GEMM tiles (one per phase and channel tile), in
 // the order its epilogue needs (EpilogueKind):
@@ -929,7 +928,7 @@ __device__ __forceinline__ void convt_implicit_gemm_warp_specialized(const ConvT
       int before = -1;  // the stage of the k-step before, released once its wgmmas are done
       for (int k = 0; k < ksteps; ++k) {
         ptx::mbarrier_wait(full + stage, parity);
-        ml.mma(stage, L, acc, no_copies, ml.tma_shift(ks), ks.halves);  // waits for all but its first wgmma group
+        ml.mma(stage, L, acc, no_copies, ml.tma_shift(ks), ks.halves);  // first retires the k-step before
         walk.advance(ks);
         if (before >= 0) release(before);
         before = stage;

@@ -33,9 +33,8 @@ inline float poison_value() {
 }
 
 inline bool is_poison(float f) {
-  uint32_t bits;
-  std::memcpy(&bits, &f, 4);
-  return bits == 0x7fc0dead;
+  const float poison = poison_value();
+  return std::memcmp(&f, &poison, 4) == 0;
 }
 
 template <typename T>
