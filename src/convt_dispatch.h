@@ -96,7 +96,7 @@ Status launch_classic(const ConvTArgs& a, const typename E::Params& ep, const En
                       int64_t tiles, cudaStream_t stream) {
   auto kernel = convt_implicit_gemm_kernel<P, kMath, E>;
   CTFUSE_RETURN_IF_ERROR(
-      cuda_status(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem))));
+      query_status(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem))));
   // Past 65535 tiles a block takes several (the kernel strides over tiles): the grid stays
   // bounded, and the tile loop's carried state (pipeline, mbarrier phases) is exercised by
   // any large problem, e.g. the N=4096 test (524288 tiles), not only by 2^31 of them.
@@ -113,7 +113,7 @@ Status launch_warp_specialized(const ConvTArgs& a, const typename E::Params& ep,
                                size_t smem, int64_t tiles, cudaStream_t stream) {
   auto kernel = convt_implicit_gemm_warp_specialized_kernel<P, kMath, E>;
   CTFUSE_RETURN_IF_ERROR(
-      cuda_status(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem))));
+      query_status(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem))));
   int device = 0, sms = 0, per_sm = 0;
   CTFUSE_RETURN_IF_ERROR(query_status(cudaGetDevice(&device)));
   CTFUSE_RETURN_IF_ERROR(query_status(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device)));
