@@ -9,7 +9,8 @@ namespace ctfuse {
 namespace {
 
 // After the store path: rewrites all of y from the definition if any weight was NaN/Inf.
-__global__ void recompute_y_if_nonfinite_weights(ExactOperands o, NonfiniteWeightFlags f, float* __restrict__ y) {
+__global__ void recompute_y_if_nonfinite_weights(ExactOperands o, NonfiniteWeightFlags f, float* y) {
+  ptx::wait_for_prior_grid();  // the GEMM, which also waited for the packing's flags
   if (!block_saw_nonfinite_weight(f)) return;
   const ConvTGeometry& g = o.g;
   const int64_t total = int64_t(g.N) * g.C_out * g.H_out * g.W_out;
@@ -29,8 +30,8 @@ Status launch_convt_store(const ExactOperands& exact, const ConvTOperands& op, c
     return launch_convt_gemm<StoreEpilogue>(c, exact.g, op, {exact.conv_bias, y}, engine, stream);
   }));
   // A few blocks: with finite weights (always, but for the rare call) each only reads the flags.
-  recompute_y_if_nonfinite_weights<<<128, 256, 0, stream>>>(exact, nonfinite, y);
-  return launch_status();
+  return launch_kernel(engine.overlapped_launch, recompute_y_if_nonfinite_weights, 128, 256, 0, stream, exact,
+                       nonfinite, y);
 }
 
 Status conv_transpose2d_workspace_size(const ConvTranspose2dParams& params, MathMode math, size_t* bytes) {

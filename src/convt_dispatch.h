@@ -7,6 +7,7 @@
 #include "convt_geometry.cuh"
 #include "ctfuse/types.h"
 #include "implicit_gemm.cuh"
+#include "launch.h"
 #include "nonfinite_fallback.cuh"
 #include "status_util.h"
 
@@ -29,9 +30,12 @@ struct GemmConfig {
 // floats, 16-byte aligned x) and the driver encodes its tensor map (`x_map`), else by
 // cp.async. Everything else runs mma.sync. With !encode_map (mainloop_in_use) the map is
 // not built and assumed to succeed.
+// On an sm_90 device running this build's sm_90a code, the call's kernels after the
+// weight packing are launched overlapped (launch.h): each waits for the one before.
 struct EngineChoice {
   MmaEngine engine = MmaEngine::kMmaSync;
   CUtensorMap x_map{};  // kWgmmaTma only
+  bool overlapped_launch = false;
 };
 Status select_engine(MainloopKind kind, MathMode math, EpilogueKind epi, const ConvTGeometry& g, const float* x,
                      EngineChoice* choice, bool encode_map = true);
@@ -102,8 +106,7 @@ Status launch_classic(const ConvTArgs& a, const typename E::Params& ep, const En
   // any large problem, e.g. the N=4096 test (524288 tiles), not only by 2^31 of them.
   constexpr int64_t kMaxBlocks = 65535;
   const unsigned blocks = unsigned(tiles < kMaxBlocks ? tiles : kMaxBlocks);
-  kernel<<<blocks, P::kThreads, smem, stream>>>(a, ep, engine.x_map);
-  return launch_status();
+  return launch_kernel(engine.overlapped_launch, kernel, blocks, P::kThreads, smem, stream, a, ep, engine.x_map);
 }
 
 // The warp-specialised kernel: persistent, as many blocks as fit on the GPU at once,
@@ -122,8 +125,8 @@ Status launch_warp_specialized(const ConvTArgs& a, const typename E::Params& ep,
   if (per_sm < 1) return unsupported("the warp-specialised kernel does not fit on an SM of this device");
   const int64_t resident = int64_t(sms) * per_sm;
   const unsigned blocks = unsigned(tiles < resident ? tiles : resident);
-  kernel<<<blocks, block_threads<P>(), smem, stream>>>(a, ep, engine.x_map);
-  return launch_status();
+  return launch_kernel(engine.overlapped_launch, kernel, blocks, block_threads<P>(), smem, stream, a, ep,
+                       engine.x_map);
 }
 
 // Launches the mainloop with `Epi<P>`; *tiles_h receives the number of block rows.

@@ -19,8 +19,10 @@ constexpr int kMinMHTF32 = 4, kMinMHFP32 = 2;
 
 // s[n, w] = sum over block rows of partial[n, row, w], in row order; then out. If the
 // weights held NaN/Inf, s comes from the definition instead (nonfinite_fallback.cuh).
-__global__ void finish_columns_kernel(const double* __restrict__ partial, int64_t N, int tiles_h, int64_t W,
-                                      ColumnOutput col, ExactOperands exact, NonfiniteWeightFlags nonfinite) {
+// Launched overlapped (launch.h): partial is read with plain loads, after the wait.
+__global__ void finish_columns_kernel(const double* partial, int64_t N, int tiles_h, int64_t W, ColumnOutput col,
+                                      ExactOperands exact, NonfiniteWeightFlags nonfinite) {
+  ptx::wait_for_prior_grid();  // the GEMM's partial sums
   const bool from_definition = block_saw_nonfinite_weight(nonfinite);
   for (int64_t e = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; e < N * W; e += int64_t(gridDim.x) * blockDim.x) {
     const int64_t n = e / W, w = e % W;
@@ -130,10 +132,9 @@ Status forward(const ConvTranspose2dParams& params, const float* x, const float*
   }));
   const int64_t cols = int64_t(g.N) * g.W_out;
   const unsigned blocks = unsigned(std::min<int64_t>((cols + 255) / 256, 65535));
-  finish_columns_kernel<<<blocks, 256, 0, stream>>>(partial, g.N, tiles_h, g.W_out,
-                                                    ColumnOutput{bias, bias_len, options.gelu, out, s, g.W_out},
-                                                    exact, nonfinite);
-  return launch_status();
+  return launch_kernel(engine.overlapped_launch, finish_columns_kernel, blocks, 256, 0, stream,
+                       static_cast<const double*>(partial), int64_t(g.N), tiles_h, int64_t(g.W_out),
+                       ColumnOutput{bias, bias_len, options.gelu, out, s, g.W_out}, exact, nonfinite);
 }
 
 }  // namespace ctfuse

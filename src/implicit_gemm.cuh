@@ -97,6 +97,7 @@ struct PackedWeights {
 template <typename P, MathMode kMath>
 __global__ void pack_weights_kernel(ConvTGeometry g, const float* __restrict__ w, float* __restrict__ big,
                                     float* __restrict__ small, int* __restrict__ nonfinite_flags) {
+  ptx::allow_next_grid();  // the GEMM: resident and waiting when the packing ends
   using PW = PackedWeights<P>;
   const int64_t total = PW::floats(g);
   int4* table = reinterpret_cast<int4*>(big + total);
@@ -948,20 +949,26 @@ template <typename P, MathMode kMath, typename Epilogue>
 __global__ void __launch_bounds__(P::kThreads + kProducerThreads, P::kMinBlocksPerSM)
     convt_implicit_gemm_warp_specialized_kernel(ConvTArgs args, typename Epilogue::Params ep,
                                                 const __grid_constant__ CUtensorMap x_map) {
-  if constexpr (!ptx::kWgmmaCompiled)
+  if constexpr (!ptx::kWgmmaCompiled) {
     __trap();  // not sm_90a code: the host never launches it (convt_dispatch.h)
-  else
+  } else {
+    ptx::wait_for_prior_grid();  // the weight packing
+    ptx::allow_next_grid();
     convt_implicit_gemm_warp_specialized<P, kMath, Epilogue>(args, ep, &x_map);
+  }
 }
 
 template <typename P, MathMode kMath, typename Epilogue>
 __global__ void __launch_bounds__(P::kThreads, P::kMinBlocksPerSM)
     convt_implicit_gemm_kernel(ConvTArgs args, typename Epilogue::Params ep,
                                const __grid_constant__ CUtensorMap x_map) {  // kTma policies only
-  if constexpr (P::kWgmma && !ptx::kWgmmaCompiled)
+  if constexpr (P::kWgmma && !ptx::kWgmmaCompiled) {
     __trap();  // not sm_90a code: the host never launches it (convt_dispatch.h)
-  else
+  } else {
+    ptx::wait_for_prior_grid();  // the weight packing
+    ptx::allow_next_grid();
     convt_implicit_gemm<P, kMath, Epilogue>(args, ep, &x_map);
+  }
 }
 
 }  // namespace ctfuse

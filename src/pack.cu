@@ -84,18 +84,33 @@ bool encode_x_tensor_map(const ConvTGeometry& g, const float* x, int box_c, CUte
              CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
 }
 
+#ifdef CTFUSE_HAVE_SM90A
+// Compute capability 9.0 exactly: this build's sm_90a code runs on nothing else.
+Status current_device_is_sm90(bool* sm90) {
+  int device = 0, major = 0, minor = 0;
+  CTFUSE_RETURN_IF_ERROR(query_status(cudaGetDevice(&device)));
+  CTFUSE_RETURN_IF_ERROR(query_status(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device)));
+  CTFUSE_RETURN_IF_ERROR(query_status(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device)));
+  *sm90 = major == 9 && minor == 0;
+  return ok_status();
+}
+#endif
+
 }  // namespace
 
 Status select_engine(MainloopKind kind, MathMode math, EpilogueKind epi, const ConvTGeometry& g, const float* x,
                      EngineChoice* choice, bool encode_map) {
   choice->engine = MmaEngine::kMmaSync;
+  choice->overlapped_launch = false;
 #ifdef CTFUSE_HAVE_SM90A
+  bool sm90 = false;
+  const Status device_status = current_device_is_sm90(&sm90);
+  choice->overlapped_launch = device_status.ok() && sm90;  // this build's sm_90a code, with the waits, runs there
+  // The portable mainloop needs no device facts: where they cannot be had, it is launched
+  // plainly and the launch reports why.
   if (kind != MainloopKind::kAuto || g.C_out <= 64) return ok_status();
-  int device = 0, major = 0, minor = 0;
-  CTFUSE_RETURN_IF_ERROR(cuda_status(cudaGetDevice(&device)));
-  CTFUSE_RETURN_IF_ERROR(cuda_status(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device)));
-  CTFUSE_RETURN_IF_ERROR(cuda_status(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device)));
-  if (major != 9 || minor != 0) return ok_status();
+  CTFUSE_RETURN_IF_ERROR(device_status);
+  if (!sm90) return ok_status();
   choice->engine = MmaEngine::kWgmma;
   // TMA strides are multiples of 16 bytes below 2^40; x's base 16-byte aligned.
   const bool describable = g.W_in % 4 == 0 && is_aligned(x, 16) &&

@@ -61,6 +61,26 @@ __device__ __forceinline__ void mma_tf32(float (&d)[4], const uint32_t (&a)[4], 
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
 }
 
+// ---- Programmatic dependent launch (sm_90) --------------------------------------------
+// A kernel launched with programmatic stream serialisation (launch_overlapped) may start
+// while the kernel before it in the stream still runs: it must not read what that kernel
+// writes, nor write what it reads, before wait_for_prior_grid(), which returns once the
+// prior grid has completed and its writes are visible. allow_next_grid() lets the next
+// such kernel be launched now, so its blocks are resident and waiting when this one ends.
+// Both are no-ops in a kernel not launched that way, and compiled out below sm_90 (the
+// host launches overlapped only where sm_90 code runs).
+__device__ __forceinline__ void wait_for_prior_grid() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;\n" ::: "memory");
+#endif
+}
+
+__device__ __forceinline__ void allow_next_grid() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
+#endif
+}
+
 // ---- Hopper (sm_90a) warpgroup MMA ----------------------------------------------------
 // Only compiled for sm_90a (the "a" features are not forward compatible); elsewhere these
 // are empty, and the host never launches a kernel that uses them (see convt_dispatch.h).
