@@ -135,6 +135,23 @@ struct StoreEpilogue {
       return v + b;
   }
 
+  // A thread's run of consecutive y floats from column ow on (ow inside y): one vector
+  // store where runs are aligned (vector_ok), else those inside y one by one.
+  template <int kRun>
+  __device__ void store_run(float* dst, int ow, const float (&v)[kRun]) const {
+    static_assert(kRun == 2 || kRun == 4, "8- or 16-byte runs");
+    if (vector_ok) {
+      if constexpr (kRun == 4)
+        *reinterpret_cast<float4*>(dst) = make_float4(v[0], v[1], v[2], v[3]);
+      else
+        *reinterpret_cast<float2*>(dst) = make_float2(v[0], v[1]);
+    } else {
+#pragma unroll
+      for (int k = 0; k < kRun; ++k)
+        if (ow + k < g.W_out) dst[k] = v[k];
+    }
+  }
+
   __device__ void park(const Accumulators<P>& acc, const AccLayout<P>&) {
     const int warp = grp.warp(), lane = grp.lane();
 #pragma unroll
@@ -180,23 +197,14 @@ struct StoreEpilogue {
             const int ow = 2 * (qw0 + m % P::MW);
             if (oh >= g.H_out || ow >= g.W_out) continue;
             float* dst = y_n + (co0 + vc) * plane + int64_t(oh) * g.W_out + ow;
-            float v[4];
+            float v[kPairedRun];
 #pragma unroll
             for (int k = 0; k < kPairedRun / 2; ++k) {
               const int e = 2 * (run + k) + vc;  // fragment element of the k-th pixel of the run
               v[2 * k] = plus_bias(even[e], b[vc]);
               v[2 * k + 1] = plus_bias(acc[i][j][e], b[vc]);
             }
-            if (vector_ok) {
-              if constexpr (kPairedRun == 4)
-                *reinterpret_cast<float4*>(dst) = make_float4(v[0], v[1], v[2], v[3]);
-              else
-                *reinterpret_cast<float2*>(dst) = make_float2(v[0], v[1]);
-            } else {
-#pragma unroll
-              for (int k = 0; k < kPairedRun; ++k)
-                if (ow + k < g.W_out) dst[k] = v[k];
-            }
+            store_run(dst, ow, v);
           }
         }
       }
@@ -230,13 +238,8 @@ struct StoreEpilogue {
             const int ow = 2 * (qw0 + m % P::MW);
             if (oh >= g.H_out || ow >= g.W_out) continue;
             float* dst = y_n + co * plane + int64_t(oh) * g.W_out + ow;
-            const float even = plus_bias(acc[i][j][v], b), odd = plus_bias(acc[i][kHalf + j][v], b);
-            if (vector_ok) {
-              *reinterpret_cast<float2*>(dst) = make_float2(even, odd);
-            } else {
-              dst[0] = even;
-              if (ow + 1 < g.W_out) dst[1] = odd;
-            }
+            const float pair[2] = {plus_bias(acc[i][j][v], b), plus_bias(acc[i][kHalf + j][v], b)};
+            store_run(dst, ow, pair);
           }
       }
   }

@@ -425,30 +425,25 @@ struct Mainloop {
     shifts[tp.stage] = tp.shift;  // read after the barrier that follows this stage's wait
     tma_copy(tp);
   }
-  // The copies themselves, by the calling thread.
+  // The copies themselves, by the calling thread: A's boxes, then the weights.
   __device__ void tma_copy(const TmaPlan& tp) const {
     uint64_t* bar = bars + tp.stage;
-    if constexpr (P::kPhasePairs) {
-      if (tp.halves != 3) {  // one column phase's taps only: its half of each k8 slice
-        ptx::mbarrier_arrive_expect_tx(bar, sizeof(float) * kAFloats + kTmaHalfBytes * (P::BK / 8));
-        const int half = tp.halves == 1 ? 0 : P::BN * 8;
-#pragma unroll
-        for (int k8 = 0; k8 < P::BK / 8; ++k8)
-          ptx::bulk_load(stage_b(tp.stage) + k8 * P::kAccN * 8 + half, tp.b_src + k8 * P::kAccN * 8 + half,
-                         kTmaHalfBytes, bar);
-      } else {
-        ptx::mbarrier_arrive_expect_tx(bar, kTmaStageBytes);
-        ptx::bulk_load(stage_b(tp.stage), tp.b_src, sizeof(float) * kBFloats, bar);
-      }
-#pragma unroll
-      for (int b = 0; b < P::MH / 2; ++b)
-        ptx::tma_load_4d(stage_a(tp.stage) + b * kBoxFloats, x_map, tp.w0, tp.h0 + 2 * b, tp.c0, n, bar);
-      return;
-    }
-    ptx::mbarrier_arrive_expect_tx(bar, kTmaStageBytes);
+    // Pairs at an offset where only one column phase has a tap: only that phase's half of
+    // each k8 slice of the weights is copied (the consumer multiplies only that half).
+    const bool one_half = P::kPhasePairs && tp.halves != 3;
+    ptx::mbarrier_arrive_expect_tx(
+        bar, one_half ? uint32_t(sizeof(float) * kAFloats + kTmaHalfBytes * (P::BK / 8)) : kTmaStageBytes);
 #pragma unroll
     for (int b = 0; b < P::MH / 2; ++b)
       ptx::tma_load_4d(stage_a(tp.stage) + b * kBoxFloats, x_map, tp.w0, tp.h0 + 2 * b, tp.c0, n, bar);
+    if (one_half) {
+      const int half = tp.halves == 1 ? 0 : P::BN * 8;
+#pragma unroll
+      for (int k8 = 0; k8 < P::BK / 8; ++k8)
+        ptx::bulk_load(stage_b(tp.stage) + k8 * P::kAccN * 8 + half, tp.b_src + k8 * P::kAccN * 8 + half,
+                       kTmaHalfBytes, bar);
+      return;
+    }
     ptx::bulk_load(stage_b(tp.stage), tp.b_src, sizeof(float) * kBFloats, bar);
     if constexpr (kMath == MathMode::kFP32)
       ptx::bulk_load(stage_b(tp.stage) + kBFloats, tp.b_src + (op.w_small - op.w_big), sizeof(float) * kBFloats, bar);
