@@ -66,9 +66,10 @@ struct PackedWeights {
   __host__ __device__ static int chunks(const ConvTGeometry& g) { return (g.C_in + P::BK - 1) / P::BK; }
   __host__ __device__ static int n_tiles(const ConvTGeometry& g) { return (g.C_out + P::BN - 1) / P::BN; }
   __host__ __device__ static int taps_w(const ConvTGeometry& g) { return P::kPhasePairs ? g.w_pairs : g.kernel_w; }
-  __host__ __device__ static int64_t floats(const ConvTGeometry& g) {
-    return int64_t(g.kernel_h) * taps_w(g) * chunks(g) * n_tiles(g) * kBlockFloats;
+  __host__ __device__ static int64_t blocks(const ConvTGeometry& g) {
+    return int64_t(g.kernel_h) * taps_w(g) * chunks(g) * n_tiles(g);
   }
+  __host__ __device__ static int64_t floats(const ConvTGeometry& g) { return blocks(g) * kBlockFloats; }
   // kw: the tap, or for pairs the pair-table entry u.
   __host__ __device__ static int64_t block(const ConvTGeometry& g, int kh, int kw, int chunk, int n_tile) {
     return ((int64_t(kh) * taps_w(g) + kw) * chunks(g) + chunk) * n_tiles(g) + n_tile;
@@ -93,40 +94,51 @@ struct PackedWeights {
 
 // w [C_in, C_out, kh, kw] -> packed, TF32-rounded once here so the weight fragments need
 // no conversion; FP32 mode also stores the rounding residual (3xTF32's small part).
-// Each block also records whether it read a NaN or Inf (nonfinite_fallback.cuh).
+// A block packs whole weight blocks (BK x kAccN), striding over them past the grid
+// (kMaxPackBlocks): a weight block's tap, chunk and channel tile are worked out once, not
+// per element (per element, with the pair table's merge walk, that was most of the
+// kernel's 4.7 us at the benchmark shape). Each block also records whether it read a NaN
+// or Inf (nonfinite_fallback.cuh).
+constexpr int kPackThreads = 256;
 template <typename P, MathMode kMath>
-__global__ void pack_weights_kernel(ConvTGeometry g, const float* __restrict__ w, float* __restrict__ big,
-                                    float* __restrict__ small, int* __restrict__ nonfinite_flags) {
+__global__ void __launch_bounds__(kPackThreads)
+    pack_weights_kernel(ConvTGeometry g, const float* __restrict__ w, float* __restrict__ big,
+                        float* __restrict__ small, int* __restrict__ nonfinite_flags) {
   ptx::allow_next_grid();  // the GEMM: resident and waiting when the packing ends
   using PW = PackedWeights<P>;
-  const int64_t total = PW::floats(g);
-  int4* table = reinterpret_cast<int4*>(big + total);
-  for (int e = blockIdx.x * blockDim.x + threadIdx.x; e < phase_table_entries(g); e += gridDim.x * blockDim.x)
-    table[e] = phase_table_entry(g, e);
+  const int64_t weight_blocks = PW::blocks(g);
+  if (blockIdx.x == 0) {
+    int4* table = reinterpret_cast<int4*>(big + PW::floats(g));
+    for (int e = threadIdx.x; e < phase_table_entries(g); e += kPackThreads) table[e] = phase_table_entry(g, e);
+  }
   int saw_nonfinite = 0;
-  for (int64_t e = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; e < total; e += int64_t(gridDim.x) * blockDim.x) {
-    int64_t b = e / PW::kBlockFloats;
-    const int r = int(e % PW::kBlockFloats);
-    const int k = r / P::kAccN, n = r % P::kAccN;
-    const int64_t dst = b * PW::kBlockFloats + PW::offset_in_block(k, n);
+  for (int64_t b = blockIdx.x; b < weight_blocks; b += gridDim.x) {
     const int n_tile = int(b % PW::n_tiles(g));
-    b /= PW::n_tiles(g);
-    const int chunk = int(b % PW::chunks(g));
-    b /= PW::chunks(g);
-    int kw = int(b % PW::taps_w(g));
-    const int kh = int(b / PW::taps_w(g));
-    if constexpr (P::kPhasePairs) {  // b's u -> the tap of column n's phase
-      const int4 pair = w_pair_entry(g, kw);
-      kw = n < P::BN ? pair.y : pair.z;
+    const int chunk = int(b / PW::n_tiles(g) % PW::chunks(g));
+    const int u = int(b / PW::n_tiles(g) / PW::chunks(g) % PW::taps_w(g));
+    const int kh = int(b / PW::n_tiles(g) / PW::chunks(g) / PW::taps_w(g));
+    int kw_of_half[2] = {u, u};  // pairs: the tap of each column phase at offset u, or -1
+    if constexpr (P::kPhasePairs) {
+      const int4 pair = w_pair_entry(g, u);
+      kw_of_half[0] = pair.y;
+      kw_of_half[1] = pair.z;
     }
-    const int ci = chunk * P::BK + k, co = n_tile * P::BN + n % P::BN;
-    float v = 0.f;
-    if (ci < g.C_in && co < g.C_out && kw >= 0)
-      v = w[((int64_t(ci) * g.C_out + co) * g.kernel_h + kh) * g.kernel_w + kw];
-    const float hi = __uint_as_float(ptx::tf32_round(v));
-    saw_nonfinite |= !isfinite(hi);  // also a finite weight that rounds up to inf
-    big[dst] = hi;
-    if constexpr (kMath == MathMode::kFP32) small[dst] = isfinite(v) ? __uint_as_float(ptx::tf32_round(v - hi)) : 0.f;
+    float* big_b = big + b * PW::kBlockFloats;
+    [[maybe_unused]] float* small_b = kMath == MathMode::kFP32 ? small + b * PW::kBlockFloats : nullptr;
+#pragma unroll 4
+    for (int r = threadIdx.x; r < PW::kBlockFloats; r += kPackThreads) {
+      const int k = r / P::kAccN, n = r % P::kAccN;
+      const int kw = kw_of_half[P::kPhasePairs && n >= P::BN];
+      const int ci = chunk * P::BK + k, co = n_tile * P::BN + n % P::BN;
+      float v = 0.f;
+      if (ci < g.C_in && co < g.C_out && kw >= 0)
+        v = w[((int64_t(ci) * g.C_out + co) * g.kernel_h + kh) * g.kernel_w + kw];
+      const float hi = __uint_as_float(ptx::tf32_round(v));
+      saw_nonfinite |= !isfinite(hi);  // also a finite weight that rounds up to inf
+      big_b[PW::offset_in_block(k, n)] = hi;
+      if constexpr (kMath == MathMode::kFP32)
+        small_b[PW::offset_in_block(k, n)] = isfinite(v) ? __uint_as_float(ptx::tf32_round(v - hi)) : 0.f;
+    }
   }
   saw_nonfinite = __syncthreads_or(saw_nonfinite);
   if (threadIdx.x == 0) nonfinite_flags[blockIdx.x] = saw_nonfinite;

@@ -21,7 +21,7 @@ struct NonfiniteWeightFlags {
 };
 
 // The packing grid's limit, so the flags have a fixed place in the workspace.
-constexpr int kMaxPackBlocks = 4096;
+constexpr int kMaxPackBlocks = 1024;
 
 // Every thread of the block must call it.
 __device__ inline bool block_saw_nonfinite_weight(const NonfiniteWeightFlags& f) {

@@ -168,10 +168,9 @@ Status pack_weights(const ConvTGeometry& g, const float* x, const float* weight,
   *op = ConvTOperands{x, big, small};
   auto pack = [&](auto c) {
     using C = decltype(c);
-    const int64_t total = PackedWeights<typename C::P>::floats(g);
-    const int blocks = int(std::min<int64_t>((total + 255) / 256, kMaxPackBlocks));
+    const int blocks = int(std::min<int64_t>(PackedWeights<typename C::P>::blocks(g), kMaxPackBlocks));
     *nonfinite = NonfiniteWeightFlags{flags, blocks};
-    pack_weights_kernel<typename C::P, C::kMath><<<blocks, 256, 0, stream>>>(g, weight, big, small, flags);
+    pack_weights_kernel<typename C::P, C::kMath><<<blocks, kPackThreads, 0, stream>>>(g, weight, big, small, flags);
     return launch_status();
   };
   return with_gemm_config(g, math, engine, epi, pack);

@@ -179,6 +179,20 @@ TEST(PackedWeights, LayoutsMatchTheirReaders) {
   expect_table_packings_are_bijections<EpilogueKind::kMinSum>();
 }
 
+// The edge case meant to make a packing block take several weight blocks does so for
+// every table entry it can run on (CPU-checkable).
+TEST(PackedWeights, AnEdgeCaseStridesThePackingGrid) {
+  const ConvTranspose2dParams p = testing::edge_cases().back();
+  ConvTGeometry g;
+  ASSERT_TRUE(make_geometry(p, &g).ok());
+  for (MathMode math : {MathMode::kTF32, MathMode::kFP32})
+    for (MmaEngine e : {MmaEngine::kMmaSync, MmaEngine::kWgmma, MmaEngine::kWgmmaTma})
+      for (EpilogueKind epi : {EpilogueKind::kStore, EpilogueKind::kMinSum})
+        EXPECT_GT(with_gemm_config(g, math, e, epi, [&](auto c) { return PackedWeights<typename decltype(c)::P>::blocks(g); }),
+                  kMaxPackBlocks)
+            << testing::describe(p);
+}
+
 // The column-pair table of stride_w = 2 (w_pair_entry; CPU-checkable): the benchmark's
 // k = 3, pad 1 as worked out by hand, then for many kernel, padding and dilation values
 // every tap of both column phases appears exactly once, at its own input offset, with
