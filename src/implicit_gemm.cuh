@@ -94,51 +94,53 @@ struct PackedWeights {
 
 // w [C_in, C_out, kh, kw] -> packed, TF32-rounded once here so the weight fragments need
 // no conversion; FP32 mode also stores the rounding residual (3xTF32's small part).
-// A block packs whole weight blocks (BK x kAccN), striding over them past the grid
-// (kMaxPackBlocks): a weight block's tap, chunk and channel tile are worked out once, not
-// per element (per element, with the pair table's merge walk, that was most of the
-// kernel's 4.7 us at the benchmark shape). Each block also records whether it read a NaN
-// or Inf (nonfinite_fallback.cuh).
+// A block packs one slice of kPackThreads elements of a weight block (BK x kAccN) at a
+// time, one element a thread, striding over the slices past the grid (kMaxPackBlocks):
+// the weight block's tap, chunk, channel tile and pair entry are worked out once per
+// slice, not per element (per element, with the pair table's merge walk, that was most of
+// the work), and a grid of many small blocks keeps its latency at one read of w. Each
+// block also records whether it read a NaN or Inf (nonfinite_fallback.cuh).
 constexpr int kPackThreads = 256;
+template <typename P>
+constexpr int kPackSlicesPerBlock = (PackedWeights<P>::kBlockFloats + kPackThreads - 1) / kPackThreads;
+template <typename P>
+__host__ __device__ int64_t pack_slices(const ConvTGeometry& g) {
+  return PackedWeights<P>::blocks(g) * kPackSlicesPerBlock<P>;
+}
+
 template <typename P, MathMode kMath>
 __global__ void __launch_bounds__(kPackThreads)
     pack_weights_kernel(ConvTGeometry g, const float* __restrict__ w, float* __restrict__ big,
                         float* __restrict__ small, int* __restrict__ nonfinite_flags) {
   ptx::allow_next_grid();  // the GEMM: resident and waiting when the packing ends
   using PW = PackedWeights<P>;
-  const int64_t weight_blocks = PW::blocks(g);
   if (blockIdx.x == 0) {
     int4* table = reinterpret_cast<int4*>(big + PW::floats(g));
     for (int e = threadIdx.x; e < phase_table_entries(g); e += kPackThreads) table[e] = phase_table_entry(g, e);
   }
   int saw_nonfinite = 0;
-  for (int64_t b = blockIdx.x; b < weight_blocks; b += gridDim.x) {
+  for (int64_t slice = blockIdx.x; slice < pack_slices<P>(g); slice += gridDim.x) {
+    const int64_t b = slice / kPackSlicesPerBlock<P>;
+    const int r = int(slice % kPackSlicesPerBlock<P>) * kPackThreads + int(threadIdx.x);
+    if (r >= PW::kBlockFloats) continue;
     const int n_tile = int(b % PW::n_tiles(g));
     const int chunk = int(b / PW::n_tiles(g) % PW::chunks(g));
     const int u = int(b / PW::n_tiles(g) / PW::chunks(g) % PW::taps_w(g));
     const int kh = int(b / PW::n_tiles(g) / PW::chunks(g) / PW::taps_w(g));
-    int kw_of_half[2] = {u, u};  // pairs: the tap of each column phase at offset u, or -1
-    if constexpr (P::kPhasePairs) {
+    const int k = r / P::kAccN, n = r % P::kAccN;
+    int kw = u;
+    if constexpr (P::kPhasePairs) {  // u is a pair-table entry: the tap of column n's phase
       const int4 pair = w_pair_entry(g, u);
-      kw_of_half[0] = pair.y;
-      kw_of_half[1] = pair.z;
+      kw = n < P::BN ? pair.y : pair.z;
     }
-    float* big_b = big + b * PW::kBlockFloats;
-    [[maybe_unused]] float* small_b = kMath == MathMode::kFP32 ? small + b * PW::kBlockFloats : nullptr;
-#pragma unroll 4
-    for (int r = threadIdx.x; r < PW::kBlockFloats; r += kPackThreads) {
-      const int k = r / P::kAccN, n = r % P::kAccN;
-      const int kw = kw_of_half[P::kPhasePairs && n >= P::BN];
-      const int ci = chunk * P::BK + k, co = n_tile * P::BN + n % P::BN;
-      float v = 0.f;
-      if (ci < g.C_in && co < g.C_out && kw >= 0)
-        v = w[((int64_t(ci) * g.C_out + co) * g.kernel_h + kh) * g.kernel_w + kw];
-      const float hi = __uint_as_float(ptx::tf32_round(v));
-      saw_nonfinite |= !isfinite(hi);  // also a finite weight that rounds up to inf
-      big_b[PW::offset_in_block(k, n)] = hi;
-      if constexpr (kMath == MathMode::kFP32)
-        small_b[PW::offset_in_block(k, n)] = isfinite(v) ? __uint_as_float(ptx::tf32_round(v - hi)) : 0.f;
-    }
+    const int ci = chunk * P::BK + k, co = n_tile * P::BN + n % P::BN;
+    float v = 0.f;
+    if (ci < g.C_in && co < g.C_out && kw >= 0) v = w[((int64_t(ci) * g.C_out + co) * g.kernel_h + kh) * g.kernel_w + kw];
+    const float hi = __uint_as_float(ptx::tf32_round(v));
+    saw_nonfinite |= !isfinite(hi);  // also a finite weight that rounds up to inf
+    const int64_t dst = b * PW::kBlockFloats + PW::offset_in_block(k, n);
+    big[dst] = hi;
+    if constexpr (kMath == MathMode::kFP32) small[dst] = isfinite(v) ? __uint_as_float(ptx::tf32_round(v - hi)) : 0.f;
   }
   saw_nonfinite = __syncthreads_or(saw_nonfinite);
   if (threadIdx.x == 0) nonfinite_flags[blockIdx.x] = saw_nonfinite;

@@ -168,7 +168,7 @@ Status pack_weights(const ConvTGeometry& g, const float* x, const float* weight,
   *op = ConvTOperands{x, big, small};
   auto pack = [&](auto c) {
     using C = decltype(c);
-    const int blocks = int(std::min<int64_t>(PackedWeights<typename C::P>::blocks(g), kMaxPackBlocks));
+    const int blocks = int(std::min<int64_t>(pack_slices<typename C::P>(g), kMaxPackBlocks));
     *nonfinite = NonfiniteWeightFlags{flags, blocks};
     pack_weights_kernel<typename C::P, C::kMath><<<blocks, kPackThreads, 0, stream>>>(g, weight, big, small, flags);
     return launch_status();

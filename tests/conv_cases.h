@@ -77,7 +77,7 @@ inline std::vector<ConvTranspose2dParams> edge_cases() {
       make_params(1, 20, 96, 5, 12, 4, 4, 2, 2, 1, 1, 0, 1, 1, 1),
       make_params(2, 11, 80, 4, 16, 3, 5, 2, 2, 1, 3, 1, 0, 1, 3),
       make_params(1, 8, 70, 3, 8, 1, 1, 2, 2, 0, 0, 1, 0, 1, 1),
-      // More packed weight blocks (kernel 7x7, C_in 330, two channel tiles) than the
+      // More slices of packed weights (kernel 7x7, C_in 330, two channel tiles) than the
       // packing grid has blocks (kMaxPackBlocks): a packing block takes several.
       make_params(1, 330, 130, 3, 4, 7, 7, 1, 1, 0, 0, 0, 0, 1, 1),
   };

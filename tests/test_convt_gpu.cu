@@ -179,8 +179,8 @@ TEST(PackedWeights, LayoutsMatchTheirReaders) {
   expect_table_packings_are_bijections<EpilogueKind::kMinSum>();
 }
 
-// The edge case meant to make a packing block take several weight blocks does so for
-// every table entry it can run on (CPU-checkable).
+// The edge case meant to make a packing block take several slices of the weights does so
+// for every table entry it can run on (CPU-checkable).
 TEST(PackedWeights, AnEdgeCaseStridesThePackingGrid) {
   const ConvTranspose2dParams p = testing::edge_cases().back();
   ConvTGeometry g;
@@ -188,7 +188,7 @@ TEST(PackedWeights, AnEdgeCaseStridesThePackingGrid) {
   for (MathMode math : {MathMode::kTF32, MathMode::kFP32})
     for (MmaEngine e : {MmaEngine::kMmaSync, MmaEngine::kWgmma, MmaEngine::kWgmmaTma})
       for (EpilogueKind epi : {EpilogueKind::kStore, EpilogueKind::kMinSum})
-        EXPECT_GT(with_gemm_config(g, math, e, epi, [&](auto c) { return PackedWeights<typename decltype(c)::P>::blocks(g); }),
+        EXPECT_GT(with_gemm_config(g, math, e, epi, [&](auto c) { return pack_slices<typename decltype(c)::P>(g); }),
                   kMaxPackBlocks)
             << testing::describe(p);
 }
