@@ -249,8 +249,9 @@ struct StoreEpilogue {
   // pixel, 8 phase columns on, is 16 floats further) by 8 channels per n-subtile. The
   // general path above works each address out from scratch and checks it: at the
   // benchmark shape that was as many instructions as the tile's mainloop. Streaming
-  // stores (st.global.cs): y is not read again here, so its lines go first from L2
-  // (H200, same call: convt_tf32 273.6 -> 267.8 us, unfused_tf32 411.7 -> 406.2).
+  // stores (st.global.cs): this kernel does not read y, so its lines go first from L2
+  // (H200, same call: convt_tf32 273.6 -> 267.8 us; unfused_tf32, whose post-op reads y
+  // next, 411.7 -> 406.2).
   __device__ void store_whole_phase_pairs(const Accumulators<P>& acc, const AccLayout<P>& L, GemmTile gt) {
     constexpr int kHalf = NJ / 2;
     static_assert(MI == 1 && P::kTma, "one m64 subtile; fragment pixels g and g + 8 (AccLayout)");

@@ -62,13 +62,14 @@ __device__ __forceinline__ void mma_tf32(float (&d)[4], const uint32_t (&a)[4], 
 }
 
 // ---- Programmatic dependent launch (sm_90) --------------------------------------------
-// A kernel launched with programmatic stream serialisation (launch_overlapped) may start
-// while the kernel before it in the stream still runs: it must not read what that kernel
-// writes, nor write what it reads, before wait_for_prior_grid(), which returns once the
-// prior grid has completed and its writes are visible. allow_next_grid() lets the next
-// such kernel be launched now, so its blocks are resident and waiting when this one ends.
-// Both are no-ops in a kernel not launched that way, and compiled out below sm_90 (the
-// host launches overlapped only where sm_90 code runs).
+// A kernel launched with programmatic stream serialisation (launch_kernel in launch.h)
+// may start while the kernel before it in the stream still runs: it must not read what
+// that kernel writes, nor write what it reads, before wait_for_prior_grid(), which
+// returns once the prior grid has completed and its writes are visible. allow_next_grid()
+// lets the next such kernel be launched now, so its blocks are resident and waiting when
+// this one ends. Both are no-ops in a kernel not launched that way, and compiled out below
+// sm_90 (the host launches overlapped only on a compute capability 9.0 device, where this
+// build's sm_90a code runs; README, limits).
 __device__ __forceinline__ void wait_for_prior_grid() {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   asm volatile("griddepcontrol.wait;\n" ::: "memory");
