@@ -11,15 +11,7 @@ namespace {
 // After the store path: rewrites all of y from the definition if any weight was NaN/Inf.
 __global__ void recompute_y_if_nonfinite_weights(ExactOperands o, NonfiniteWeightFlags f, float* y) {
   ptx::wait_for_prior_grid();  // the GEMM, which also waited for the packing's flags
-  if (!block_saw_nonfinite_weight(f)) return;
-  const ConvTGeometry& g = o.g;
-  const int64_t total = int64_t(g.N) * g.C_out * g.H_out * g.W_out;
-  for (int64_t e = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; e < total; e += int64_t(gridDim.x) * blockDim.x) {
-    const int ow = int(e % g.W_out), oh = int(e / g.W_out % g.H_out);
-    const int co = int(e / (int64_t(g.W_out) * g.H_out) % g.C_out);
-    const int n = int(e / (int64_t(g.W_out) * g.H_out * g.C_out));
-    y[e] = exact_y(o, n, co, oh, ow);
-  }
+  if (block_saw_nonfinite_weight(f)) write_y_from_definition(o, y);
 }
 
 }  // namespace
@@ -30,6 +22,10 @@ Status launch_convt_store(const ExactOperands& exact, const ConvTOperands& op, c
     return launch_convt_gemm<StoreEpilogue>(c, exact.g, op, {exact.conv_bias, y}, engine, stream);
   }));
   // A few blocks: with finite weights (always, but for the rare call) each only reads the flags.
+  // (The warp-specialised GEMM reading them itself instead, before its mainloop, saves this
+  // launch but cost that kernel more: H200, convt_tf32, same call, three times: 268.1-268.9
+  // us against 263.1-263.5 with the definition's code inlined into it, 264.4-265.2 with it
+  // out of line.)
   return launch_kernel(engine.overlapped_launch, recompute_y_if_nonfinite_weights, 128, 256, 0, stream, exact,
                        nonfinite, y);
 }

@@ -100,17 +100,18 @@ __host__ __device__ inline int phase_table_entries(const ConvTGeometry& g) { ret
 // phase_taps() loops and divides by the stride: in a kernel, at every GEMM-tile change,
 // that is a chain of integer divisions in the gap between two tiles' tensor work. The
 // kernels look the taps up instead, in a table written once per call by the weight
-// packing (phase_table_entry, after the packed weights). Plain loads, not __ldg: the
-// GEMM may start before the packing ends (launch.h), and a read-only-cache load is one
-// the compiler may move above the wait for it.
+// packing (phase_table_entry, after the packed weights). The GEMM may start before the
+// packing ends (launch.h): its pointer to the packed weights, and so to this table, is
+// the one ptx::wait_for_prior_grid(p) returned, so these read-only-cache loads cannot
+// move above the wait.
 struct PhaseTable {
   const int4* entries;  // phase_table_entries(g) entries
   int stride_h, stride_w;
   __device__ PhaseTaps taps(int rho_h, int rho_w) const {
-    const int4 h = entries[rho_h], w = entries[stride_h + rho_w];
+    const int4 h = __ldg(entries + rho_h), w = __ldg(entries + stride_h + rho_w);
     return PhaseTaps{rho_h, rho_w, h.x, h.y, w.x, w.y, h.z, w.z};
   }
-  __device__ int4 w_pair(int u) const { return entries[stride_h + stride_w + u]; }
+  __device__ int4 w_pair(int u) const { return __ldg(entries + stride_h + stride_w + u); }
 };
 
 __host__ __device__ inline PhaseTaps phase_taps(const ConvTGeometry& g, int rho_h, int rho_w) {

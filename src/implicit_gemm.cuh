@@ -123,10 +123,13 @@ __global__ void __launch_bounds__(kPackThreads)
     const int64_t b = slice / kPackSlicesPerBlock<P>;
     const int r = int(slice % kPackSlicesPerBlock<P>) * kPackThreads + int(threadIdx.x);
     if (r >= PW::kBlockFloats) continue;
-    const int n_tile = int(b % PW::n_tiles(g));
-    const int chunk = int(b / PW::n_tiles(g) % PW::chunks(g));
-    const int u = int(b / PW::n_tiles(g) / PW::chunks(g) % PW::taps_w(g));
-    const int kh = int(b / PW::n_tiles(g) / PW::chunks(g) / PW::taps_w(g));
+    int64_t rest = b;  // PackedWeights::block's index, taken apart from its fastest digit on
+    const int n_tile = int(rest % PW::n_tiles(g));
+    rest /= PW::n_tiles(g);
+    const int chunk = int(rest % PW::chunks(g));
+    rest /= PW::chunks(g);
+    const int u = int(rest % PW::taps_w(g));
+    const int kh = int(rest / PW::taps_w(g));
     const int k = r / P::kAccN, n = r % P::kAccN;
     int kw = u;
     if constexpr (P::kPhasePairs) {  // u is a pair-table entry: the tap of column n's phase
@@ -794,7 +797,7 @@ struct ConvTArgs {
 // phases without taps included (their accumulators are what start() set).
 template <typename P, MathMode kMath, typename Epilogue>
 __device__ __forceinline__ void convt_implicit_gemm(const ConvTArgs& args, const typename Epilogue::Params& ep,
-                                                    const CUtensorMap* x_map) {
+                                                    const CUtensorMap* x_map, const PhaseTable& phase_table) {
   extern __shared__ float4 smem_f4[];
   // TMA policies start the stages at the next 128-byte boundary (mainloop_smem_bytes
   // counts the padding); their mbarriers and shifts follow the stages.
@@ -815,7 +818,7 @@ __device__ __forceinline__ void convt_implicit_gemm(const ConvTArgs& args, const
   const ConvTGeometry& g = args.g;
   const AccLayout<P> L(threadIdx.x / 32, threadIdx.x % 32);
   const TileWalk<Epilogue::kKind> walk{&g, PackedWeights<P>::n_tiles(g), PackedWeights<P>::chunks(g),
-                                       PackedWeights<P>::phase_table(args.op.w_big, g)};
+                                       phase_table};
   const int64_t tiles = args.tiles();
   static_assert(!P::kPhasePairs, "column-phase pairs run on the warp-specialised kernel");
 
@@ -870,7 +873,8 @@ __device__ __forceinline__ void convt_implicit_gemm(const ConvTArgs& args, const
 template <typename P, MathMode kMath, typename Epilogue>
 __device__ __forceinline__ void convt_implicit_gemm_warp_specialized(const ConvTArgs& args,
                                                                   const typename Epilogue::Params& ep,
-                                                                  const CUtensorMap* x_map) {
+                                                                  const CUtensorMap* x_map,
+                                                                  const PhaseTable& phase_table) {
   static_assert(P::kTma && kMath == MathMode::kTF32 && P::kThreads == 128, "TF32, TMA, one consumer warpgroup");
   using ML = Mainloop<P, kMath, Epilogue::kHoldsRegisters>;
   static_assert(ML::kDeferDrain, "a consumer releases a stage once the k-step after it has waited for its wgmmas");
@@ -895,7 +899,7 @@ __device__ __forceinline__ void convt_implicit_gemm_warp_specialized(const ConvT
   const uint32_t smem_u32 = ptx::smem_addr(smem);
   const ConvTGeometry& g = args.g;
   const TileWalk<Epilogue::kKind, P::kPhasePairs> walk{&g, PackedWeights<P>::n_tiles(g), PackedWeights<P>::chunks(g),
-                                                      PackedWeights<P>::phase_table(args.op.w_big, g)};
+                                                      phase_table};
   const int64_t tiles = args.tiles();
   int stage = 0;
   uint32_t parity = 0;  // of the ring's current lap
@@ -961,9 +965,10 @@ __global__ void __launch_bounds__(P::kThreads + kProducerThreads, P::kMinBlocksP
   if constexpr (!ptx::kWgmmaCompiled) {
     __trap();  // not sm_90a code: the host never launches it (convt_dispatch.h)
   } else {
-    ptx::wait_for_prior_grid();  // the weight packing
+    // The weight packing: its phase table is read through the pointer the wait returns.
+    const PhaseTable phases = PackedWeights<P>::phase_table(ptx::wait_for_prior_grid(args.op.w_big), args.g);
     ptx::allow_next_grid();
-    convt_implicit_gemm_warp_specialized<P, kMath, Epilogue>(args, ep, &x_map);
+    convt_implicit_gemm_warp_specialized<P, kMath, Epilogue>(args, ep, &x_map, phases);
   }
 }
 
@@ -974,9 +979,10 @@ __global__ void __launch_bounds__(P::kThreads, P::kMinBlocksPerSM)
   if constexpr (P::kWgmma && !ptx::kWgmmaCompiled) {
     __trap();  // not sm_90a code: the host never launches it (convt_dispatch.h)
   } else {
-    ptx::wait_for_prior_grid();  // the weight packing
+    // The weight packing: its phase table is read through the pointer the wait returns.
+    const PhaseTable phases = PackedWeights<P>::phase_table(ptx::wait_for_prior_grid(args.op.w_big), args.g);
     ptx::allow_next_grid();
-    convt_implicit_gemm<P, kMath, Epilogue>(args, ep, &x_map);
+    convt_implicit_gemm<P, kMath, Epilogue>(args, ep, &x_map, phases);
   }
 }
 

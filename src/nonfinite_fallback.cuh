@@ -58,6 +58,18 @@ __device__ inline float exact_y(const ExactOperands& o, int n, int co, int oh, i
   return o.conv_bias ? float(acc) + o.conv_bias[co] : float(acc);
 }
 
+// All of y from the definition, the grid's threads striding over it.
+__device__ inline void write_y_from_definition(const ExactOperands& o, float* y) {
+  const ConvTGeometry& g = o.g;
+  const int64_t total = int64_t(g.N) * g.C_out * g.H_out * g.W_out;
+  for (int64_t e = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; e < total; e += int64_t(gridDim.x) * blockDim.x) {
+    const int ow = int(e % g.W_out), oh = int(e / g.W_out % g.H_out);
+    const int co = int(e / (int64_t(g.W_out) * g.H_out) % g.C_out);
+    const int n = int(e / (int64_t(g.W_out) * g.H_out * g.C_out));
+    y[e] = exact_y(o, n, co, oh, ow);
+  }
+}
+
 // s[n, ow] from the definition: the sum over rows of the NaN-propagating channel minimum.
 __device__ inline double exact_column_sum(const ExactOperands& o, int n, int ow) {
   double sum = 0.0;

@@ -94,6 +94,21 @@ Status current_device_is_sm90(bool* sm90) {
   *sm90 = major == 9 && minor == 0;
   return ok_status();
 }
+
+// The overlapped launches count on each kernel after the packing waiting for the one
+// before it (griddepcontrol.wait), which is compiled in for sm_90 and later only. The
+// compute capability says which device runs; the PTX version of the code loaded for it
+// says whether that code has the waits: code JIT-compiled from an older virtual
+// architecture (a build with sm_90a SASS but no sm_90 PTX, under CUDA_FORCE_PTX_JIT)
+// would not. Every kernel of the library is compiled for the same architectures, so one
+// probe stands for all.
+__global__ void loaded_code_probe_kernel() {}
+Status loaded_code_waits(bool* waits) {
+  cudaFuncAttributes a{};
+  CTFUSE_RETURN_IF_ERROR(query_status(cudaFuncGetAttributes(&a, loaded_code_probe_kernel)));
+  *waits = a.ptxVersion >= 90;
+  return ok_status();
+}
 #endif
 
 }  // namespace
@@ -105,7 +120,9 @@ Status select_engine(MainloopKind kind, MathMode math, EpilogueKind epi, const C
 #ifdef CTFUSE_HAVE_SM90A
   bool sm90 = false;
   const Status device_status = current_device_is_sm90(&sm90);
-  choice->overlapped_launch = device_status.ok() && sm90;  // this build's sm_90a code, with the waits, runs there
+  bool waits = false;
+  if (device_status.ok() && sm90) CTFUSE_RETURN_IF_ERROR(loaded_code_waits(&waits));
+  choice->overlapped_launch = waits;
   // The portable mainloop needs no device facts: where they cannot be had, it is launched
   // plainly and the launch reports why.
   if (kind != MainloopKind::kAuto || g.C_out <= 64) return ok_status();

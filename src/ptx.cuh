@@ -76,6 +76,17 @@ __device__ __forceinline__ void wait_for_prior_grid() {
 #endif
 }
 
+// The same wait, returning `p` through it: every load from the result depends on the
+// wait by data, so not even a read-only-cache load (__ldg), which the compiler may move
+// above a plain wait, can read what the prior grid is still writing.
+template <typename T>
+__device__ __forceinline__ T* wait_for_prior_grid(T* p) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;\n" : "+l"(p) : : "memory");
+#endif
+  return p;
+}
+
 __device__ __forceinline__ void allow_next_grid() {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");

@@ -3,6 +3,7 @@
 // of y checked (normwise bound and the a-priori elementwise bound of SPEC.md), y
 // poisoned before each run; and the PyTorch golden files.
 #include <cmath>
+#include <limits>
 #include <string>
 #include <utility>
 #include <vector>
@@ -134,6 +135,31 @@ TEST(ConvTGolden, MatchesPyTorch) {
       ASSERT_TRUE(r.st.ok()) << r.st.message;
       EXPECT_LE(ref::normwise_rel_error(r.y.data(), g.y.data(), g.y.size()), math == MathMode::kTF32 ? 2e-3 : 2e-6);
     }
+}
+
+// NaN and Inf weights where C_out > 64, on every mainloop: the implicit GEMM multiplies
+// taps outside the input by zeros (0 * inf = NaN) where PyTorch skips them, so y must come
+// from the definition (nonfinite_fallback.cuh), whichever kernel computed it first (the
+// golden file's NaN weight has C_out = 6, which none of the wide kernels runs). On sm_90,
+// W_in = 12 takes the warp-specialised column-pair kernel, W_in = 13 the cp.async-fed
+// one; the portable mainloop is mma.sync.
+TEST(ConvTNonfiniteWeights, EveryMainloopWritesYFromTheDefinition) {
+  CTFUSE_REQUIRE_GPU();
+  for (int64_t w_in : {12, 13})
+    for (MathMode math : {MathMode::kTF32, MathMode::kFP32})
+      for (MainloopKind mainloop : {MainloopKind::kAuto, MainloopKind::kPortable}) {
+        const ConvTranspose2dParams p = testing::make_params(2, 24, 130, 7, w_in, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1);
+        const uint64_t seed = testing::test_seed() ^ uint64_t(w_in);
+        SCOPED_TRACE(testing::describe(p) + " " + mode_name(math, mainloop) + " seed=" + std::to_string(seed));
+        testing::ProblemData d = testing::make_data(p, 1, seed, false);
+        auto weight_at = [&](int64_t ci, int64_t co, int64_t kh, int64_t kw) -> float& {
+          return d.weight[size_t(((ci * p.C_out + co) * p.kernel_h + kh) * p.kernel_w + kw)];
+        };
+        weight_at(3, 100, 0, 2) = std::nanf("");                              // a corner tap: border outputs skip it
+        weight_at(5, 7, 1, 1) = std::numeric_limits<float>::infinity();       // the centre tap
+        weight_at(20, 129, 2, 0) = -std::numeric_limits<float>::infinity();  // the last channel tile
+        check_y(p, d.x, d.weight, d.conv_bias, math, mainloop);
+      }
 }
 
 // The packed weight blocks (CPU-checkable, so CI runs this): every layout is a bijection
