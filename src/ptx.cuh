@@ -68,8 +68,8 @@ __device__ __forceinline__ void mma_tf32(float (&d)[4], const uint32_t (&a)[4], 
 // returns once the prior grid has completed and its writes are visible. allow_next_grid()
 // lets the next such kernel be launched now, so its blocks are resident and waiting when
 // this one ends. Both are no-ops in a kernel not launched that way, and compiled out below
-// sm_90 (the host launches overlapped only on a compute capability 9.0 device, where this
-// build's sm_90a code runs; README, limits).
+// sm_90 (the host launches overlapped only on a compute capability 9.0 device whose loaded
+// code was compiled from sm_90 PTX or later: select_engine in pack.cu; README, limits).
 __device__ __forceinline__ void wait_for_prior_grid() {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   asm volatile("griddepcontrol.wait;\n" ::: "memory");
