@@ -62,6 +62,8 @@ decltype(auto) with_gemm_config(const ConvTGeometry& g, MathMode math, MmaEngine
     return f(GemmConfig<typename T::TF32WgmmaTma, kTF32>{});
   }
   if (engine == MmaEngine::kWgmma) return f(GemmConfig<typename T::TF32Wgmma, kTF32>{});
+  if (halo_fits<typename T::TF32WideHalo>(g))
+    return f(GemmConfig<typename T::TF32WideHalo, kTF32>{});
   return f(GemmConfig<typename T::TF32Wide, kTF32>{});
 }
 
@@ -160,7 +162,7 @@ Status launch_convt_gemm(Config, const ConvTGeometry& g, const ConvTOperands& op
   const ConvTArgs a{g, op, (g.QH + P::MH - 1) / P::MH, (g.QW + P::MW - 1) / P::MW};
   if (tiles_h) *tiles_h = a.tiles_h;
   static_assert(sizeof(typename E::Shared) == epilogue_smem_bytes<P>(E::kKind), "the table's smem count is exact");
-  const size_t smem = gemm_smem_bytes<P>(Config::kMath, E::kKind);
+  const size_t smem = gemm_smem_bytes<P>(Config::kMath, E::kKind) + halo_smem_bytes<P>(g);
   const int64_t tiles = a.tiles();
   if constexpr (kWarpSpecialized<P>)
     return launch_warp_specialized<P, Config::kMath, E>(a, ep, engine, smem, tiles, stream);

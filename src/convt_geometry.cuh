@@ -114,6 +114,35 @@ struct PhaseTable {
   __device__ int4 w_pair(int u) const { return __ldg(entries + stride_h + stride_w + u); }
 };
 
+// The input offsets of every tap of every residue along one dimension lie in [min, min +
+// span] (a dimension without any tap: {0, 0}). An MH x MW block tile of phase pixels
+// therefore reads x only inside its (MH + span_h) x (MW + span_w) halo. (Not a field of
+// ConvTGeometry: four more ints in the kernels' parameters made ptxas spill 108 bytes in
+// the FP32 wgmma store kernel.)
+struct TapOffsets {
+  int min, span;
+};
+__host__ __device__ inline TapOffsets tap_offsets(int pad, int dil, int stride, int kernel, int tap_step, int d_step) {
+  int lo = 0, hi = 0;
+  bool any = false;
+  for (int rho = 0; rho < stride; ++rho) {
+    int k0, n, d0;
+    detail::phase_taps_1d(rho, pad, dil, stride, kernel, tap_step, &k0, &n, &d0);
+    if (n == 0) continue;
+    const int last = d0 - (n - 1) * d_step;  // offsets fall by d_step per tap
+    lo = any && lo < last ? lo : last;
+    hi = any && hi > d0 ? hi : d0;
+    any = true;
+  }
+  return {lo, hi - lo};
+}
+__host__ __device__ inline TapOffsets tap_offsets_h(const ConvTGeometry& g) {
+  return tap_offsets(g.pad_h, g.dil_h, g.stride_h, g.kernel_h, g.tap_step_h, g.dih_step);
+}
+__host__ __device__ inline TapOffsets tap_offsets_w(const ConvTGeometry& g) {
+  return tap_offsets(g.pad_w, g.dil_w, g.stride_w, g.kernel_w, g.tap_step_w, g.diw_step);
+}
+
 __host__ __device__ inline PhaseTaps phase_taps(const ConvTGeometry& g, int rho_h, int rho_w) {
   PhaseTaps p;
   p.rho_h = rho_h;

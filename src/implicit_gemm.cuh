@@ -3,6 +3,8 @@
 // plugs in "add bias, min over channels, sum over rows", so y is never stored.
 // The policy (implicit_gemm_policy.h) picks the instruction set and the feed:
 //  - mma.sync m16n8k8 TF32 fed by a cp.async multi-stage pipeline (every GPU);
+//  - the same with A from a halo tile of x loaded once per block tile (HaloFed: the
+//    min/sum epilogue's TF32 entry where the halo fits);
 //  - wgmma m64n128k8 (sm_90a) with the same cp.async feed;
 //  - wgmma fed by the TMA unit: thread 0 issues each k-step's x boxes and weight block,
 //    and an mbarrier per stage replaces the cp.async groups;
@@ -27,12 +29,15 @@
 //    can be relabelled, so m-subtile i takes pixel 16i + 2g as row g and the
 //    next pixel as row g + 8 (g = lane/4, t = lane%4): a fragment is two 8-byte loads,
 //    (pixels 2g, 2g+1) at k = t and at k = t + 4.
+//  - Halo feed: A is the block tile's halo of x, [pixel][channel] and TF32-rounded as it is
+//    loaded; an ldmatrix gives a thread its whole fragment (rows g, g + 8 are pixels
+//    16i + g and 16i + g + 8, as with TMA).
 //  - B (weights) is repacked once per call (pack_weights_kernel) into exactly the order
 //    the fragments want, so a 16-byte load gives one lane both registers of two n-subtiles.
 //  - wgmma (sm_90a) takes the same A fragments from registers, so its accumulators come
 //    out in the same layout; B is read by the tensor cores straight from shared memory.
-// Accumulator (i, j, v) of a thread: pixel wm0 + 16i + 2g + v/2 (TMA-fed wgmma: the
-// natural wm0 + 16i + g + 8(v/2)), channel wn0 + 8j + 2t + v%2.
+// Accumulator (i, j, v) of a thread: pixel wm0 + 16i + 2g + v/2 (TMA-fed wgmma and the
+// halo feed: the natural wm0 + 16i + g + 8(v/2)), channel wn0 + 8j + 2t + v%2.
 #pragma once
 
 #include <cstdint>
@@ -155,6 +160,37 @@ struct ConvTOperands {
   const float* w_small;  // FP32 mode: the residuals, same layout; else null
 };
 
+// ---- The halo feed's tile (HaloFed) --------------------------------------------------
+// Where a block tile's halo starts relative to its first phase pixel, and its extent.
+struct HaloShape {
+  int dih_min, diw_min, rows, cols;
+};
+template <typename P>
+__host__ __device__ HaloShape halo_shape(const ConvTGeometry& g) {
+  const TapOffsets h = tap_offsets_h(g), w = tap_offsets_w(g);
+  return {h.min, w.min, P::MH + h.span, P::MW + w.span};
+}
+// Whether a problem runs on P's halo feed (else on the copy feed of the policy HaloFed
+// derives from), and the halo's shared memory.
+template <typename P>
+bool halo_fits(const ConvTGeometry& g) {
+  if constexpr (!P::kHaloFeed) {
+    return false;
+  } else {
+    const HaloShape h = halo_shape<P>(g);
+    return g.C_in <= P::kHaloChannels && int64_t(h.rows) * h.cols <= P::kHaloMaxPixels;
+  }
+}
+template <typename P>
+size_t halo_smem_bytes(const ConvTGeometry& g) {
+  if constexpr (!P::kHaloFeed) {
+    return 0;
+  } else {
+    const HaloShape h = halo_shape<P>(g);
+    return sizeof(float) * size_t(h.rows) * size_t(h.cols) * P::kHaloChannels;
+  }
+}
+
 // ---- The threads that compute one tile ------------------------------------------------
 // The whole block (the classic kernel), or the consumer warpgroup of the warp-specialised kernel,
 // which meets at its own named barrier. Epilogues index and synchronise through this.
@@ -186,7 +222,7 @@ struct AccLayout {
       : wm0((warp / P::WARPS_N) * P::WM), wn0((warp % P::WARPS_N) * P::WN), g(lane / 4), t(lane % 4) {}
 
   __device__ int pixel(int i, int v) const {
-    return P::kTma ? wm0 + 16 * i + g + 8 * (v / 2) : wm0 + 16 * i + 2 * g + v / 2;
+    return P::kTma || P::kHaloFeed ? wm0 + 16 * i + g + 8 * (v / 2) : wm0 + 16 * i + 2 * g + v / 2;
   }
   __device__ int channel(int j, int v) const { return wn0 + 8 * j + 2 * t + v % 2; }
   __device__ int warp_n() const { return wn0 / P::WN; }
@@ -333,6 +369,8 @@ struct Mainloop {
   const CUtensorMap* x_map;  // kTma: x as the TMA unit sees it
   uint64_t* bars;            // kTma: one mbarrier per stage, after the stages
   int* shifts;               // kTma: per stage, the tap's column shift inside the box (0-3)
+  float* halo;               // kHaloFeed: the block tile's halo of x (HaloFed)
+  HaloShape hs;              // kHaloFeed: its shape
 
   __device__ float* stage_a(int s) const { return smem + s * kStageFloats; }
   __device__ float* stage_b(int s) const { return stage_a(s) + kAFloats; }
@@ -364,7 +402,7 @@ struct Mainloop {
     lp.active = active;
     const float* x_n = op.x + (int64_t(n) * g.C_in + ci0 + k0) * lp.plane;
 #pragma unroll
-    for (int pass = 0; pass < kPasses; ++pass) {
+    for (int pass = 0; pass < (P::kHaloFeed ? 0 : kPasses); ++pass) {
       const int m = pass * kPixelsPerPass + threadIdx.x % kPixelsPerPass;
       const int ih = qh0 + m / P::MW + s.dih;
       const int iw = qw0 + m % P::MW + s.diw;
@@ -386,7 +424,7 @@ struct Mainloop {
   __device__ void issue_a(const LoadPlan& lp, int part) const {
     static_assert(kRows % kParts == 0, "A rows split evenly over the mma's k8 steps");
 #pragma unroll
-    for (int pass = 0; pass < kPasses; ++pass)
+    for (int pass = 0; pass < (P::kHaloFeed ? 0 : kPasses); ++pass)  // halo feed: A is loaded per block tile
 #pragma unroll
       for (int rr = 0; rr < kRows / kParts; ++rr) {
         const int r = part * (kRows / kParts) + rr;
@@ -406,6 +444,59 @@ struct Mainloop {
       if constexpr (kMath == MathMode::kFP32)
         ptx::cp_async_16(lp.b_dst + kFloatBytes * (kBFloats + e), lp.b_src + (op.w_small - op.w_big) + e,
                          lp.active);
+    }
+  }
+
+  // ---- The halo feed (HaloFed) ------------------------------------------------------
+  // Reads the block tile's halo of x into `halo`, rounded to TF32, in the layout HaloFed
+  // describes; elements outside the image or past C_in are zeros. Lane (col, c4) of warp
+  // w takes channel 4 * chunk + c4 of chunks w, w + kWarps, ... at halo columns col, col +
+  // 8, ...: a warp's load reads 4 channels x 8 consecutive columns, and its stores hit 32
+  // distinct banks. Plain loads, through registers to be rounded, P::kHaloLoadBatch
+  // (row, 8-column block) pairs at a time, all in flight together: the load is latency,
+  // and at the benchmark shape one batch is the whole halo (H200, fused_tf32_mma_sync:
+  // 281 us; 8 pairs at a time 286, a row at a time 291).
+  __device__ void load_halo() const {
+    constexpr int kC = P::kHaloChannels, kWarps = P::kThreads / 32, kBatch = P::kHaloLoadBatch;
+    constexpr int kChunks = (kC / 4) / kWarps;  // channel chunks a thread loads
+    const int lane = int(threadIdx.x) % 32, warp = int(threadIdx.x) / 32;
+    const int col = lane % 8, c4 = lane / 8;
+    const int64_t plane = int64_t(g.H_in) * g.W_in;
+    const float* x_n = op.x + int64_t(n) * g.C_in * plane;
+    const float* src[kChunks];
+    bool channel_ok[kChunks];
+    int dst[kChunks];  // float offset inside a pixel
+#pragma unroll
+    for (int q = 0; q < kChunks; ++q) {
+      const int chunk = warp + kWarps * q, ci = 4 * chunk + c4;
+      channel_ok[q] = ci < g.C_in;
+      src[q] = x_n + int64_t(channel_ok[q] ? ci : 0) * plane;
+      dst[q] = 4 * (chunk ^ col) + c4;
+    }
+    const int col_blocks = (hs.cols + 7) / 8;
+    int r = 0, c = col;  // this lane's next (halo row, halo column)
+    for (int left = hs.rows * col_blocks; left > 0; left -= kBatch) {
+      float v[kBatch][kChunks];
+      int pixel[kBatch];
+#pragma unroll
+      for (int b = 0; b < kBatch; ++b) {
+        const int ih = qh0 + hs.dih_min + r, iw = qw0 + hs.diw_min + c;
+        const bool in_halo = b < left && c < hs.cols;
+        const bool ok = in_halo && unsigned(ih) < unsigned(g.H_in) && unsigned(iw) < unsigned(g.W_in);
+        const int64_t off = int64_t(ih) * g.W_in + iw;
+#pragma unroll
+        for (int q = 0; q < kChunks; ++q) v[b][q] = ok && channel_ok[q] ? __ldg(src[q] + off) : 0.f;
+        pixel[b] = in_halo ? r * hs.cols + c : -1;
+        c += 8;
+        if (c - col >= 8 * col_blocks) { c = col; ++r; }
+      }
+#pragma unroll
+      for (int b = 0; b < kBatch; ++b) {
+        if (pixel[b] < 0) continue;
+#pragma unroll
+        for (int q = 0; q < kChunks; ++q)
+          halo[pixel[b] * kC + dst[q]] = __uint_as_float(ptx::tf32_round_operand(v[b][q]));
+      }
     }
   }
 
@@ -511,14 +602,15 @@ struct Mainloop {
   // acc += the stage's A x B for this warp's tile, issuing the next stage's copies
   // (`lp`) in between. TMA feed: the stage's column shift is `shift`, or, if negative,
   // what issue_tma left in shared memory; pairs: `halves` as in KStep.
+  // Halo feed: `step` is the k-step of this stage.
   template <typename Plan>
   __device__ void mma(int stage, const AccLayout<P>& L, Accumulators<P>& acc, const Plan& lp, int shift = -1,
-                      int halves = 3) const {
+                      int halves = 3, const KStep* step = nullptr) const {
     if constexpr (kMath == MathMode::kTF32) {
       if constexpr (P::kWgmma)
         wgmma_stage(stage, L, acc, lp, shift, halves);
       else
-        mma_stage(stage, L, acc, lp);
+        mma_stage(stage, L, acc, lp, step);
     } else {
       // The tensor cores' fp32 accumulation is not IEEE round-to-nearest: summing every
       // product of a long K into one fragment loses ~2^-23 of |acc| per mma (3xTF32 gave
@@ -726,11 +818,30 @@ struct Mainloop {
       }
   }
 
-  __device__ void mma_stage(int stage, const AccLayout<P>& L, Accumulators<P>& acc, const LoadPlan& lp) const {
+  __device__ void mma_stage(int stage, const AccLayout<P>& L, Accumulators<P>& acc, const LoadPlan& lp,
+                            [[maybe_unused]] const KStep* step = nullptr) const {
     constexpr int MI = AccLayout<P>::MI, NJ = AccLayout<P>::NJ;
     // Fragment rows k8+t and k8+t+4 both have k % 4 = t: columns swizzled by 8t.
     const float* a_row = stage_a(stage) + L.t * P::A_STRIDE + L.wm0;
     const int col0 = (2 * L.g) ^ (8 * L.t), col1 = (16 + 2 * L.g) ^ (8 * L.t);
+    // Halo feed: this lane gives ldmatrix the row address of pixel wm0 + 16i + r + 8(j % 2)
+    // (shifted by the tap), channels 4(j / 2) to 4(j / 2) + 3 of each k8 group, for matrix
+    // j = lane / 8 and row r = lane % 8.
+    [[maybe_unused]] uint32_t halo_a[MI];
+    [[maybe_unused]] int halo_chunk = 0, halo_swizzle = 0;
+    if constexpr (P::kHaloFeed) {
+      constexpr int kC = P::kHaloChannels;
+      const int lane = L.g * 4 + L.t, j = lane / 8, r = lane % 8;
+      const int dcol = step->diw - hs.diw_min;
+      const int pix = (step->dih - hs.dih_min) * hs.cols + dcol + r + 8 * (j % 2);
+#pragma unroll
+      for (int i = 0; i < MI; ++i) {
+        const int m0 = L.wm0 + 16 * i;
+        halo_a[i] = ptx::smem_addr(halo) + kFloatBytes * kC * (pix + (m0 / P::MW) * hs.cols + m0 % P::MW);
+      }
+      halo_chunk = step->chunk * (P::BK / 4) + j / 2;  // + 2 per k8 group
+      halo_swizzle = (r + dcol) & 7;                   // the halo column's, as 16 and 8 keep it
+    }
     const float* b_s = stage_b(stage) + ((L.wn0 / 16) * 32 + L.g * 4 + L.t) * 4;
 #pragma unroll
     for (int k8 = 0; k8 < P::BK; k8 += 8) {
@@ -741,10 +852,14 @@ struct Mainloop {
       [[maybe_unused]] uint32_t b_lo[NJ][2];  // FP32 mode: the small weights
 #pragma unroll
       for (int i = 0; i < MI; ++i) {
-        const float* p = a_row + k8 * P::A_STRIDE + 32 * (i / 2) + (i % 2 ? col1 : col0);
-        const float2 lo = *reinterpret_cast<const float2*>(p);                     // k = t
-        const float2 hi = *reinterpret_cast<const float2*>(p + 4 * P::A_STRIDE);  // k = t + 4
-        a[i] = split_a({lo.x, lo.y, hi.x, hi.y});
+        if constexpr (P::kHaloFeed) {  // already rounded
+          ptx::ldmatrix_x4(a[i].big, halo_a[i] + 16 * ((halo_chunk + 2 * (k8 / 8)) ^ halo_swizzle));
+        } else {
+          const float* p = a_row + k8 * P::A_STRIDE + 32 * (i / 2) + (i % 2 ? col1 : col0);
+          const float2 lo = *reinterpret_cast<const float2*>(p);                     // k = t
+          const float2 hi = *reinterpret_cast<const float2*>(p + 4 * P::A_STRIDE);  // k = t + 4
+          a[i] = split_a({lo.x, lo.y, hi.x, hi.y});
+        }
       }
 #pragma unroll
       for (int np = 0; np < NJ / 2; ++np) {
@@ -808,6 +923,10 @@ __device__ __forceinline__ void convt_implicit_gemm(const ConvTArgs& args, const
                                                                   tma_control_bytes<P>());
   uint64_t* bars = P::kTma ? reinterpret_cast<uint64_t*>(stages_end) : nullptr;
   int* shifts = P::kTma ? reinterpret_cast<int*>(bars + P::STAGES) : nullptr;
+  float* halo = reinterpret_cast<float*>(&ep_shared + 1);  // kHaloFeed: after the epilogue's smem
+  [[maybe_unused]] HaloShape halo_sh{};
+  if constexpr (P::kHaloFeed) halo_sh = halo_shape<P>(args.g);
+  static_assert(!P::kHaloFeed || kMath == MathMode::kTF32, "the halo holds TF32-rounded x");
   if constexpr (P::kTma) {
     if (threadIdx.x == 0)
       for (int s = 0; s < P::STAGES; ++s) ptx::mbarrier_init(bars + s, 1);
@@ -825,11 +944,12 @@ __device__ __forceinline__ void convt_implicit_gemm(const ConvTArgs& args, const
   for (int64_t tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
     const auto [n, tile_h, tile_w] = args.block_tile(tile);
     using ML = Mainloop<P, kMath, Epilogue::kHoldsRegisters>;
-    const ML ml{g, args.op, smem, smem_u32, n, tile_h * P::MH, tile_w * P::MW, x_map, bars, shifts};
+    const ML ml{g, args.op, smem, smem_u32, n, tile_h * P::MH, tile_w * P::MW, x_map, bars, shifts, halo, halo_sh};
     Epilogue epi(ep, ep_shared, args, n, tile_h, tile_w, ThreadGroup::block());
 
     // Prologue: fill STAGES-1 stages.
     KStep next = walk.first_from(GemmTile{0, 0, 0});
+    [[maybe_unused]] KStep current = next;  // halo feed: the k-step the consumer computes
 #pragma unroll
     for (int s = 0; s < P::STAGES - 1; ++s) {
       const bool active = walk.valid(next);
@@ -837,6 +957,7 @@ __device__ __forceinline__ void convt_implicit_gemm(const ConvTArgs& args, const
       if (active) walk.advance(next);
       ml.commit();
     }
+    if constexpr (P::kHaloFeed) ml.load_halo();  // visible to all after the first k-step's barrier
 
     int stage = 0;  // the stage the consumer reads next
     GemmTile gt{0, 0, 0};
@@ -848,9 +969,10 @@ __device__ __forceinline__ void convt_implicit_gemm(const ConvTArgs& args, const
         ml.wait(stage, phases);
         __syncthreads();  // this stage is visible to all; the one before it is free
         const bool active = walk.valid(next);
-        ml.mma(stage, L, acc, ml.next_plan(next, active, stage == 0 ? P::STAGES - 1 : stage - 1));
+        ml.mma(stage, L, acc, ml.next_plan(next, active, stage == 0 ? P::STAGES - 1 : stage - 1), -1, 3, &current);
         ml.commit();
         if (active) walk.advance(next);
+        if constexpr (P::kHaloFeed) walk.advance(current);
         stage = stage + 1 == P::STAGES ? 0 : stage + 1;
       }
       ml.finish_tile();

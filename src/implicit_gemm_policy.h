@@ -56,6 +56,7 @@ struct ImplicitGemmPolicy {
   // aligned column, so a tap's shift of 0-3 columns stays inside the box).
   static constexpr int kTmaBoxW = MW + 4;
   static constexpr int kAFloats = kTma ? BK * MH * kTmaBoxW : BK * A_STRIDE;
+  static constexpr bool kHaloFeed = false;  // see HaloFed
 
   static_assert(kWgmma ? WM % 16 == 0 : WM % 32 == 0,
                 "a warp's rows come in 16-pixel m-subtiles (mma.sync: in pairs, see Mainloop::mma_stage)");
@@ -73,6 +74,30 @@ struct ImplicitGemmPolicy {
   static_assert(BM % 32 == 0, "the A swizzle permutes within 32-pixel groups");
   static constexpr int kARowStep = kThreads < BM ? 1 : kThreads / BM;
   static_assert((kARowStep & (kARowStep - 1)) == 0, "A copy rows step by a power of two (Mainloop::plan)");
+};
+
+// The portable mainloop fed from a halo tile (mma.sync, TF32): at the start of a block
+// tile its threads read the block's whole halo of x (tap_offsets in convt_geometry.cuh),
+// every input channel, round it to TF32 once and store it pixel-major ([row][column]
+// [channel]), so that every k-step of every phase and tap reads the same tile at its own
+// offset, each A fragment with one ldmatrix. The per-k-step stages hold the weights only.
+// Where the copy feed gathers x 4 bytes at a time for every tap of every phase and
+// rounds each fragment in every warp that reads it (two per fragment here), this reads
+// each element once per block tile (1.3x for the halo) and rounds it once.
+// A pixel's 64 channels are 16 chunks of 4 (16 bytes); chunk q of halo column c sits at
+// chunk q ^ (c % 8), so the 8 consecutive pixels of an ldmatrix hit 8 distinct 16-byte
+// bank groups. Used where the halo fits (halo_fits): C_in <= kHaloChannels and at most
+// kHaloMaxPixels halo pixels.
+template <typename Base>
+struct HaloFed : Base {
+  static constexpr bool kHaloFeed = true;
+  static constexpr int kAFloats = 0;  // the stages hold B only; the halo follows the epilogue's smem
+  static constexpr int kHaloChannels = 64, kHaloMaxPixels = 256;
+  static constexpr int kHaloLoadBatch = 25;  // see Mainloop::load_halo
+  static_assert(Base::kEngine == MmaEngine::kMmaSync && !Base::kPhasePairs, "the halo feed is mma.sync's");
+  static_assert(Base::BK == 32, "a chunk of 32 channels is 4 k8 groups: the swizzle's 2 bits");
+  static_assert(kHaloChannels % Base::BK == 0 && (2 * kHaloChannels / 8) % (Base::kThreads / 32) == 0,
+                "halo load: each warp takes whole channel groups");
 };
 
 // Stage size in floats for a math mode (FP32 stages a second, "small" weight block).
@@ -108,6 +133,16 @@ constexpr int kConsumerRegisters =
 // The TMA pipeline's per-stage mbarriers (full; and empty when warp-specialised) and, in
 // the classic kernel, its column shifts follow the stages; the stages start on a 128-byte
 // boundary, as TMA destinations must (up to 128 bytes of padding).
+// The most shared memory a halo-fed entry's halo takes (halo_smem_bytes in
+// implicit_gemm.cuh is a problem's own); 0 for the other entries.
+template <typename P>
+constexpr size_t max_halo_smem_bytes() {
+  if constexpr (P::kHaloFeed)
+    return sizeof(float) * size_t(P::kHaloMaxPixels) * P::kHaloChannels;
+  else
+    return 0;
+}
+
 template <typename P>
 constexpr size_t tma_control_bytes() {
   return P::kTma ? 16 * (((kWarpSpecialized<P> ? 16 : 12) * P::STAGES + 15) / 16) : 0;
@@ -184,6 +219,7 @@ constexpr size_t gemm_smem_bytes(MathMode m, EpilogueKind e) {
 // bk32 s3: 512. Two stages leave more L1 for the re-read x lines (two 64 KB blocks per SM
 // on the H100; one on the 4090).
 using GemmTF32Wide = ImplicitGemmPolicy<4, 32, 128, 32, 2, 2, 2>;
+using GemmTF32WideHalo = HaloFed<GemmTF32Wide>;
 // TF32, C_out > 64 on sm_90 (H100/H200): wgmma, one warpgroup of 128 threads per block,
 // 128 pixels x 128 channels (two m64n128k8 per k8 step), two blocks per SM whose
 // barriers and epilogues interleave. Fused op at the benchmark shape, H100, 2026-11-25
@@ -269,6 +305,7 @@ struct GemmTable;
 template <>
 struct GemmTable<EpilogueKind::kMinSum> {
   using TF32Wide = GemmTF32Wide;
+  using TF32WideHalo = GemmTF32WideHalo;
   using TF32Wgmma = GemmTF32Wgmma;
   using TF32WgmmaTma = GemmTF32WgmmaTma;
   using TF32WgmmaTmaPairs = GemmTF32WgmmaTma;  // the min/sum epilogue takes the phases one by one
@@ -281,6 +318,7 @@ struct GemmTable<EpilogueKind::kMinSum> {
 template <>
 struct GemmTable<EpilogueKind::kStore> {
   using TF32Wide = GemmTF32WideStore;
+  using TF32WideHalo = GemmTF32WideStore;  // the store epilogue has no halo entry
   using TF32Wgmma = GemmTF32WgmmaStore;
   using TF32WgmmaTma = GemmTF32WgmmaTmaStore;
   using TF32WgmmaTmaPairs = GemmTF32WgmmaTmaPairs;  // stride_w = 2

@@ -52,6 +52,17 @@ __device__ __forceinline__ uint32_t tf32_round_operand(float x) {
   return fabsf(x) < __int_as_float(0x7f800000) ? bits + 0x1000u : bits;
 }
 
+// Four 8 x 16-byte matrices from shared memory: lanes 8j..8j+7 give the row addresses of
+// matrix j (16-byte aligned), and lane 4r + c receives 32-bit word c of row r of each, in
+// r[j]. With 32-bit elements that is an m16n8k8 TF32 A fragment straight from a
+// [row][k] tile: matrices (rows 0-7, k 0-3), (rows 8-15, k 0-3), (rows 0-7, k 4-7),
+// (rows 8-15, k 4-7).
+__device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], uint32_t smem) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(smem));
+}
+
 // D = A * B + D, m16n8k8, A row-major 16x8, B column-major 8x8, tf32 in, fp32 accumulate.
 __device__ __forceinline__ void mma_tf32(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
   asm volatile(

@@ -471,7 +471,7 @@ TEST(TuningTable, PostOpFits4090) {
 template <typename P>
 void expect_gemm_fits_4090(const char* name, MathMode math, EpilogueKind epi) {
   SCOPED_TRACE(name);
-  EXPECT_LE(gemm_smem_bytes<P>(math, epi), k4090SmemPerBlock);
+  EXPECT_LE(gemm_smem_bytes<P>(math, epi) + max_halo_smem_bytes<P>(), k4090SmemPerBlock);
   EXPECT_LE(block_threads<P>(), 1024);
   EXPECT_EQ(P::BM % 32, 0);
 }
@@ -481,6 +481,7 @@ void expect_table_fits_4090() {
   using T = GemmTable<kEpi>;
   SCOPED_TRACE(kEpi == EpilogueKind::kStore ? "store epilogue" : "min/sum epilogue");
   expect_gemm_fits_4090<typename T::TF32Wide>("TF32Wide", MathMode::kTF32, kEpi);
+  expect_gemm_fits_4090<typename T::TF32WideHalo>("TF32WideHalo", MathMode::kTF32, kEpi);
   expect_gemm_fits_4090<typename T::TF32Narrow>("TF32Narrow", MathMode::kTF32, kEpi);
   expect_gemm_fits_4090<typename T::FP32Wide>("FP32Wide", MathMode::kFP32, kEpi);
   expect_gemm_fits_4090<typename T::FP32Narrow>("FP32Narrow", MathMode::kFP32, kEpi);

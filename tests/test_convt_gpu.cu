@@ -219,6 +219,57 @@ TEST(PackedWeights, AnEdgeCaseStridesThePackingGrid) {
             << testing::describe(p);
 }
 
+// The halo feed's extent (tap_offsets; CPU-checkable): for many kernel, stride, padding
+// and dilation values, the range it gives is exactly the range of the input offsets of
+// every tap of every output residue, found by trying each tap.
+TEST(HaloFeed, TapOffsetsSpanEveryTap) {
+  for (int kernel = 1; kernel <= 7; ++kernel)
+    for (int stride = 1; stride <= 4; ++stride)
+      for (int dil = 1; dil <= 3; ++dil)
+        for (int pad = 0; pad <= kernel; ++pad) {
+          const ConvTranspose2dParams p = testing::make_params(1, 1, 1, 1, 8, 1, kernel, 1, stride, 0, pad, 0, 0, 1, dil);
+          ConvTGeometry g{};
+          if (!make_geometry(p, &g).ok()) continue;
+          int lo = 1 << 30, hi = -(1 << 30);
+          for (int rho = 0; rho < stride; ++rho)
+            for (int k = 0; k < kernel; ++k)
+              if (((rho + pad - k * dil) % stride + stride) % stride == 0) {
+                const int d = (rho + pad - k * dil) / stride;  // exact
+                lo = std::min(lo, d);
+                hi = std::max(hi, d);
+              }
+          const TapOffsets t = tap_offsets_w(g);
+          EXPECT_EQ(t.min, lo) << testing::describe(p);
+          EXPECT_EQ(t.span, hi - lo) << testing::describe(p);
+        }
+}
+
+// Which problems the portable min/sum mainloop runs on the halo feed: the benchmark's
+// (a 5 x 33-pixel halo of 64 channels), not C_in > 64 nor a halo over kHaloMaxPixels;
+// and the forward tests' edge cases reach both feeds (CPU-checkable).
+TEST(HaloFeed, TakesTheProblemsItFits) {
+  using P = GemmTable<EpilogueKind::kMinSum>::TF32WideHalo;
+  ConvTGeometry g{};
+  ASSERT_TRUE(make_geometry(testing::make_params(16, 64, 128, 128, 128, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1), &g).ok());
+  EXPECT_TRUE(halo_fits<P>(g));
+  const HaloShape h = halo_shape<P>(g);
+  EXPECT_EQ(h.dih_min, 0); EXPECT_EQ(h.diw_min, 0); EXPECT_EQ(h.rows, 5); EXPECT_EQ(h.cols, 33);
+  EXPECT_EQ(halo_smem_bytes<P>(g), size_t(5 * 33 * 64 * 4));
+  ASSERT_TRUE(make_geometry(testing::make_params(1, 65, 128, 8, 8, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1), &g).ok());
+  EXPECT_FALSE(halo_fits<P>(g));  // C_in > 64
+  ASSERT_TRUE(make_geometry(testing::make_params(1, 8, 128, 8, 8, 5, 5, 1, 1, 2, 2, 0, 0, 1, 1), &g).ok());
+  EXPECT_FALSE(halo_fits<P>(g));  // 8 x 36 pixels
+  EXPECT_FALSE(halo_fits<GemmTable<EpilogueKind::kStore>::TF32WideHalo>(g));
+  int halo = 0, copies = 0;
+  for (const ConvTranspose2dParams& p : testing::edge_cases()) {
+    if (p.C_out <= 64) continue;
+    ASSERT_TRUE(make_geometry(p, &g).ok());
+    (halo_fits<P>(g) ? halo : copies) += 1;
+  }
+  EXPECT_GE(halo, 10);
+  EXPECT_GE(copies, 2);
+}
+
 // The column-pair table of stride_w = 2 (w_pair_entry; CPU-checkable): the benchmark's
 // k = 3, pad 1 as worked out by hand, then for many kernel, padding and dilation values
 // every tap of both column phases appears exactly once, at its own input offset, with
