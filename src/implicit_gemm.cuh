@@ -453,9 +453,10 @@ struct Mainloop {
   // w takes channel 4 * chunk + c4 of chunks w, w + kWarps, ... at halo columns col, col +
   // 8, ...: a warp's load reads 4 channels x 8 consecutive columns, and its stores hit 32
   // distinct banks. Plain loads, through registers to be rounded, P::kHaloLoadBatch
-  // (row, 8-column block) pairs at a time, all in flight together: the load is latency,
-  // and at the benchmark shape one batch is the whole halo (H200, fused_tf32_mma_sync:
-  // 281 us; 8 pairs at a time 286, a row at a time 291).
+  // (row, 8-column block) pairs at a time, all in flight together; at the benchmark shape
+  // one batch is the whole halo (H200, fused_tf32_mma_sync 279-281.5 us; batches of 8 and
+  // 16 pairs 286 and 290; a row at a time 281, or 291 with the address rebuilt per row and
+  // channel: bench/RESULTS.md, thirteenth session).
   __device__ void load_halo() const {
     constexpr int kC = P::kHaloChannels, kWarps = P::kThreads / 32, kBatch = P::kHaloLoadBatch;
     constexpr int kChunks = (kC / 4) / kWarps;  // channel chunks a thread loads

@@ -95,9 +95,9 @@ struct HaloFed : Base {
   static constexpr int kHaloChannels = 64, kHaloMaxPixels = 256;
   static constexpr int kHaloLoadBatch = 25;  // see Mainloop::load_halo
   static_assert(Base::kEngine == MmaEngine::kMmaSync && !Base::kPhasePairs, "the halo feed is mma.sync's");
-  static_assert(Base::BK == 32, "a chunk of 32 channels is 4 k8 groups: the swizzle's 2 bits");
-  static_assert(kHaloChannels % Base::BK == 0 && (2 * kHaloChannels / 8) % (Base::kThreads / 32) == 0,
-                "halo load: each warp takes whole channel groups");
+  static_assert(Base::BK == 32, "the one weight-block depth the halo feed has been tested and measured with");
+  static_assert(kHaloChannels % Base::BK == 0 && (kHaloChannels / 4) % (Base::kThreads / 32) == 0,
+                "halo load: each warp takes whole 4-channel chunks");
 };
 
 // Stage size in floats for a math mode (FP32 stages a second, "small" weight block).
@@ -130,9 +130,6 @@ template <typename P>
 constexpr int kConsumerRegisters =
     (kLaunchRegisters<P> + (kLaunchRegisters<P> - kProducerRegisters) * kProducerThreads / P::kThreads) / 8 * 8;
 
-// The TMA pipeline's per-stage mbarriers (full; and empty when warp-specialised) and, in
-// the classic kernel, its column shifts follow the stages; the stages start on a 128-byte
-// boundary, as TMA destinations must (up to 128 bytes of padding).
 // The most shared memory a halo-fed entry's halo takes (halo_smem_bytes in
 // implicit_gemm.cuh is a problem's own); 0 for the other entries.
 template <typename P>
@@ -143,6 +140,9 @@ constexpr size_t max_halo_smem_bytes() {
     return 0;
 }
 
+// The TMA pipeline's per-stage mbarriers (full; and empty when warp-specialised) and, in
+// the classic kernel, its column shifts follow the stages; the stages start on a 128-byte
+// boundary, as TMA destinations must (up to 128 bytes of padding).
 template <typename P>
 constexpr size_t tma_control_bytes() {
   return P::kTma ? 16 * (((kWarpSpecialized<P> ? 16 : 12) * P::STAGES + 15) / 16) : 0;
